@@ -1,0 +1,36 @@
+//! LeakyReLU for [candle](https://github.com/huggingface/candle) as one fused custom op.
+//!
+//! `y = x` for `x > 0`, else `alpha * x`, with one kernel per backend (CPU, CUDA behind the
+//! `cuda` feature, Metal behind the `metal` feature) that all produce exactly the bits set out in
+//! the [numerics contract](numerics), NaNs and signed zeros included.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use candle_leaky_relu::{LeakyRelu, LeakyReluExt};
+//!
+//! let xs = Tensor::new(&[-2.0f32, -0.0, 0.5, 3.0], &Device::Cpu)?;
+//! let ys = xs.apply_op1(LeakyRelu(0.1))?; // or xs.leaky_relu(0.1)?
+//! assert_eq!(ys.to_vec1::<f32>()?, [-0.2, -0.0, 0.5, 3.0]);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
+//! Entry points:
+//! - [`LeakyRelu`]: a [`candle_core::CustomOp1`] (with autograd), a [`candle_core::InplaceOp1`]
+//!   and a [`candle_nn::Module`], so it works with `apply_op1`, `inplace_op1` and
+//!   `candle_nn::seq()`.
+//! - [`LeakyReluBackward`]: the fused gradient `dx` from `(x, dy)`, a [`candle_core::CustomOp2`].
+//! - [`LeakyReluExt`]: `xs.leaky_relu(alpha)` and `xs.leaky_relu_(alpha)` on [`candle_core::Tensor`].
+
+#![deny(missing_docs)]
+
+mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(feature = "metal")]
+mod metal;
+mod op;
+
+pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt, Slope};
+
+#[doc = include_str!("../NUMERICS.md")]
+pub mod numerics {}
