@@ -1,0 +1,147 @@
+//! Shared test harness: the devices to run on, tensors built from and read back as raw bits,
+//! and a scalar reference of the numerics contract written from `NUMERICS.md` (independently of
+//! the crate's kernels).
+#![allow(dead_code)]
+
+use candle_core::{DType, Device, Result, Tensor};
+use half::{bf16, f16};
+
+/// The four dtypes of the contract.
+pub const DTYPES: [DType; 4] = [DType::F16, DType::BF16, DType::F32, DType::F64];
+
+/// Every device this build can reach: the CPU, plus CUDA and Metal when their feature is on and
+/// a device exists. Every cross-backend test body runs once per entry.
+pub fn devices() -> Vec<Device> {
+    #[allow(unused_mut)]
+    let mut v = vec![Device::Cpu];
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = Device::new_cuda(0) {
+        v.push(d);
+    }
+    #[cfg(feature = "metal")]
+    if let Ok(d) = Device::new_metal(0) {
+        v.push(d);
+    }
+    v
+}
+
+/// Whether `dtype` exists on `dev` (Metal has no f64).
+pub fn supports(dev: &Device, dtype: DType) -> bool {
+    !(dev.is_metal() && dtype == DType::F64)
+}
+
+/// The canonical positive quiet NaN of the contract, as bits.
+pub fn canonical_nan(dtype: DType) -> u64 {
+    match dtype {
+        DType::F16 => 0x7E00,
+        DType::BF16 => 0x7FC0,
+        DType::F32 => 0x7FC0_0000,
+        DType::F64 => 0x7FF8_0000_0000_0000,
+        d => panic!("not a contract dtype: {d:?}"),
+    }
+}
+
+/// A tensor of `dtype` holding exactly these bit patterns.
+pub fn from_bits(dtype: DType, bits: &[u64], shape: &[usize], dev: &Device) -> Result<Tensor> {
+    match dtype {
+        DType::F16 => Tensor::from_vec(
+            bits.iter().map(|&b| f16::from_bits(b as u16)).collect(),
+            shape,
+            dev,
+        ),
+        DType::BF16 => Tensor::from_vec(
+            bits.iter().map(|&b| bf16::from_bits(b as u16)).collect(),
+            shape,
+            dev,
+        ),
+        DType::F32 => Tensor::from_vec(
+            bits.iter().map(|&b| f32::from_bits(b as u32)).collect(),
+            shape,
+            dev,
+        ),
+        DType::F64 => Tensor::from_vec(
+            bits.iter().map(|&b| f64::from_bits(b)).collect(),
+            shape,
+            dev,
+        ),
+        d => panic!("not a contract dtype: {d:?}"),
+    }
+}
+
+/// The bit patterns of every element, in logical (row-major) order.
+pub fn to_bits(t: &Tensor) -> Result<Vec<u64>> {
+    let t = t.flatten_all()?;
+    Ok(match t.dtype() {
+        DType::F16 => t.to_vec1::<f16>()?.iter().map(|v| v.to_bits() as u64).collect(),
+        DType::BF16 => t.to_vec1::<bf16>()?.iter().map(|v| v.to_bits() as u64).collect(),
+        DType::F32 => t.to_vec1::<f32>()?.iter().map(|v| v.to_bits() as u64).collect(),
+        DType::F64 => t.to_vec1::<f64>()?.iter().map(|v| v.to_bits()).collect(),
+        d => panic!("not a contract dtype: {d:?}"),
+    })
+}
+
+/// The value of the bits in the contract's compute type, widened to f64 (exact), and whether
+/// that compute type is f64.
+fn compute(dtype: DType, b: u64) -> (f64, bool) {
+    match dtype {
+        DType::F16 => (f16::from_bits(b as u16).to_f64(), false),
+        DType::BF16 => (bf16::from_bits(b as u16).to_f64(), false),
+        DType::F32 => (f32::from_bits(b as u32) as f64, false),
+        DType::F64 => (f64::from_bits(b), true),
+        d => panic!("not a contract dtype: {d:?}"),
+    }
+}
+
+/// `R_T(C(v) * a)`: the product in the compute type, rounded to `dtype`, a NaN product giving
+/// the canonical NaN.
+fn scaled(dtype: DType, b: u64, alpha: f64) -> u64 {
+    let (v, is_f64) = compute(dtype, b);
+    if is_f64 {
+        let p = v * alpha;
+        return if p.is_nan() { canonical_nan(dtype) } else { p.to_bits() };
+    }
+    // f32 compute: both factors are exact f32 values, the f32 product rounds once.
+    let p = (v as f32) * (alpha as f32);
+    if p.is_nan() {
+        return canonical_nan(dtype);
+    }
+    match dtype {
+        DType::F16 => f16::from_f32(p).to_bits() as u64,
+        DType::BF16 => bf16::from_f32(p).to_bits() as u64,
+        _ => p.to_bits() as u64,
+    }
+}
+
+/// Forward table of the contract for one element given as bits.
+pub fn ref_fwd(dtype: DType, x: u64, alpha: f64) -> u64 {
+    let (v, _) = compute(dtype, x);
+    if v.is_nan() || v > 0.0 {
+        x
+    } else {
+        scaled(dtype, x, alpha)
+    }
+}
+
+/// Backward table of the contract for one element (`x`, upstream `dy`) given as bits.
+pub fn ref_bwd(dtype: DType, x: u64, dy: u64, alpha: f64) -> u64 {
+    let (v, _) = compute(dtype, x);
+    if v > 0.0 {
+        dy
+    } else {
+        scaled(dtype, dy, alpha)
+    }
+}
+
+/// Asserts two bit vectors are equal, naming the first differing element.
+#[track_caller]
+pub fn assert_bits_eq(what: &str, got: &[u64], want: &[u64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{what}: element {i} of {}: got {:#x}, want {:#x}",
+            got.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
