@@ -243,9 +243,7 @@ mod f16c {
     fn round(p: __m256) -> __m128i {
         let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(p, p);
         let canon = _mm256_castsi256_ps(_mm256_set1_epi32(NAN_F32 as i32));
-        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_blendv_ps(
-            p, canon, nan,
-        ))
+        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_blendv_ps(p, canon, nan))
     }
 
     /// Narrows an f32 lane mask to 16-bit lanes (all-ones stays all-ones).
@@ -504,32 +502,34 @@ fn fwd<T: Elem>(src: &[T], l: &Layout, a: Slope) -> Vec<T> {
 
 fn bwd<T: Elem>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, a: Slope) -> Vec<T> {
     let n = lx.shape().elem_count();
-    alloc_with(n, |dst| match (lx.contiguous_offsets(), ldy.contiguous_offsets()) {
-        (Some((xo, xe)), Some((go, ge))) => {
-            let (x, dy) = (&x[xo..xe], &dy[go..ge]);
-            if n >= PAR_MIN {
-                let inputs = x.par_chunks(TASK).zip(dy.par_chunks(TASK));
-                (dst.par_chunks_mut(TASK).zip(inputs))
-                    .for_each(|(d, (x, g))| T::bwd_run(x, g, d, a));
-            } else {
-                T::bwd_run(x, dy, dst, a);
+    alloc_with(n, |dst| {
+        match (lx.contiguous_offsets(), ldy.contiguous_offsets()) {
+            (Some((xo, xe)), Some((go, ge))) => {
+                let (x, dy) = (&x[xo..xe], &dy[go..ge]);
+                if n >= PAR_MIN {
+                    let inputs = x.par_chunks(TASK).zip(dy.par_chunks(TASK));
+                    (dst.par_chunks_mut(TASK).zip(inputs))
+                        .for_each(|(d, (x, g))| T::bwd_run(x, g, d, a));
+                } else {
+                    T::bwd_run(x, dy, dst, a);
+                }
             }
-        }
-        _ if n == 0 => {}
-        _ => {
-            let w = Walk::new([lx, ldy]);
-            let ([sx, sg], len) = (w.inner, w.len);
-            split_runs(dst, len, |first, dst| {
-                for (d, [ox, og]) in dst.chunks_exact_mut(len).zip(w.runs(first)) {
-                    if sx == 1 && sg == 1 {
-                        T::bwd_run(&x[ox..ox + len], &dy[og..og + len], d, a);
-                    } else {
-                        for (i, d) in d.iter_mut().enumerate() {
-                            d.write(x[ox + i * sx].bwd(dy[og + i * sg], a));
+            _ if n == 0 => {}
+            _ => {
+                let w = Walk::new([lx, ldy]);
+                let ([sx, sg], len) = (w.inner, w.len);
+                split_runs(dst, len, |first, dst| {
+                    for (d, [ox, og]) in dst.chunks_exact_mut(len).zip(w.runs(first)) {
+                        if sx == 1 && sg == 1 {
+                            T::bwd_run(&x[ox..ox + len], &dy[og..og + len], d, a);
+                        } else {
+                            for (i, d) in d.iter_mut().enumerate() {
+                                d.write(x[ox + i * sx].bwd(dy[og + i * sg], a));
+                            }
                         }
                     }
-                }
-            });
+                });
+            }
         }
     })
 }

@@ -159,7 +159,10 @@ impl CustomOp2 for LeakyReluBackward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let slope = check2(self.0, l1, s1.dtype(), l2, s2.dtype())?;
-        Ok((crate::cpu::backward(slope, s1, l1, s2, l2)?, l1.shape().clone()))
+        Ok((
+            crate::cpu::backward(slope, s1, l1, s2, l2)?,
+            l1.shape().clone(),
+        ))
     }
 
     #[cfg(feature = "cuda")]
@@ -171,7 +174,10 @@ impl CustomOp2 for LeakyReluBackward {
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let slope = check2(self.0, l1, s1.dtype(), l2, s2.dtype())?;
-        Ok((crate::cuda::backward(slope, s1, l1, s2, l2)?, l1.shape().clone()))
+        Ok((
+            crate::cuda::backward(slope, s1, l1, s2, l2)?,
+            l1.shape().clone(),
+        ))
     }
 
     #[cfg(feature = "metal")]
@@ -183,7 +189,10 @@ impl CustomOp2 for LeakyReluBackward {
         l2: &Layout,
     ) -> Result<(candle_core::MetalStorage, Shape)> {
         let slope = check2(self.0, l1, s1.dtype(), l2, s2.dtype())?;
-        Ok((crate::metal::backward(slope, s1, l1, s2, l2)?, l1.shape().clone()))
+        Ok((
+            crate::metal::backward(slope, s1, l1, s2, l2)?,
+            l1.shape().clone(),
+        ))
     }
 }
 

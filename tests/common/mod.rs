@@ -72,9 +72,21 @@ pub fn from_bits(dtype: DType, bits: &[u64], shape: &[usize], dev: &Device) -> R
 pub fn to_bits(t: &Tensor) -> Result<Vec<u64>> {
     let t = t.flatten_all()?;
     Ok(match t.dtype() {
-        DType::F16 => t.to_vec1::<f16>()?.iter().map(|v| v.to_bits() as u64).collect(),
-        DType::BF16 => t.to_vec1::<bf16>()?.iter().map(|v| v.to_bits() as u64).collect(),
-        DType::F32 => t.to_vec1::<f32>()?.iter().map(|v| v.to_bits() as u64).collect(),
+        DType::F16 => t
+            .to_vec1::<f16>()?
+            .iter()
+            .map(|v| v.to_bits() as u64)
+            .collect(),
+        DType::BF16 => t
+            .to_vec1::<bf16>()?
+            .iter()
+            .map(|v| v.to_bits() as u64)
+            .collect(),
+        DType::F32 => t
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|v| v.to_bits() as u64)
+            .collect(),
         DType::F64 => t.to_vec1::<f64>()?.iter().map(|v| v.to_bits()).collect(),
         d => panic!("not a contract dtype: {d:?}"),
     })
@@ -98,7 +110,11 @@ fn scaled(dtype: DType, b: u64, alpha: f64) -> u64 {
     let (v, is_f64) = compute(dtype, b);
     if is_f64 {
         let p = v * alpha;
-        return if p.is_nan() { canonical_nan(dtype) } else { p.to_bits() };
+        return if p.is_nan() {
+            canonical_nan(dtype)
+        } else {
+            p.to_bits()
+        };
     }
     // f32 compute: both factors are exact f32 values, the f32 product rounds once.
     let p = (v as f32) * (alpha as f32);
