@@ -473,6 +473,10 @@ fn advise_huge<T>(buf: &mut [MaybeUninit<T>]) {
 
 fn fwd<T: Elem>(src: &[T], l: &Layout, a: Slope) -> Vec<T> {
     let n = l.shape().elem_count();
+    if n == 0 {
+        // An empty view may start past the end of its storage: touch nothing.
+        return Vec::new();
+    }
     alloc_with(n, |dst| {
         if let Some((o, e)) = l.contiguous_offsets() {
             let src = &src[o..e];
@@ -482,7 +486,7 @@ fn fwd<T: Elem>(src: &[T], l: &Layout, a: Slope) -> Vec<T> {
             } else {
                 T::fwd_run(src, dst, a);
             }
-        } else if n > 0 {
+        } else {
             let w = Walk::new([l]);
             let ([s], len) = (w.inner, w.len);
             split_runs(dst, len, |first, dst| {
@@ -502,6 +506,9 @@ fn fwd<T: Elem>(src: &[T], l: &Layout, a: Slope) -> Vec<T> {
 
 fn bwd<T: Elem>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, a: Slope) -> Vec<T> {
     let n = lx.shape().elem_count();
+    if n == 0 {
+        return Vec::new();
+    }
     alloc_with(n, |dst| {
         match (lx.contiguous_offsets(), ldy.contiguous_offsets()) {
             (Some((xo, xe)), Some((go, ge))) => {
@@ -514,7 +521,6 @@ fn bwd<T: Elem>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, a: Slope) -> Vec<T
                     T::bwd_run(x, dy, dst, a);
                 }
             }
-            _ if n == 0 => {}
             _ => {
                 let w = Walk::new([lx, ldy]);
                 let ([sx, sg], len) = (w.inner, w.len);
@@ -534,9 +540,12 @@ fn bwd<T: Elem>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, a: Slope) -> Vec<T
     })
 }
 
-/// In place over the view `l`, which has no broadcast dims left (see `op::inplace_layout`).
+/// In place over the view `l`, whose elements do not overlap (see `op::check_no_overlap`).
 fn fwd_inplace<T: Elem>(xs: &mut [T], l: &Layout, a: Slope) {
     let n = l.shape().elem_count();
+    if n == 0 {
+        return;
+    }
     if let Some((o, e)) = l.contiguous_offsets() {
         let xs = &mut xs[o..e];
         if n >= PAR_MIN {
@@ -545,7 +554,7 @@ fn fwd_inplace<T: Elem>(xs: &mut [T], l: &Layout, a: Slope) {
         } else {
             T::fwd_run_inplace(xs, a);
         }
-    } else if n > 0 {
+    } else {
         let w = Walk::new([l]);
         let ([s], len) = (w.inner, w.len);
         for [o] in w.runs(0).take(n / len) {

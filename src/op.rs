@@ -196,22 +196,18 @@ impl CustomOp2 for LeakyReluBackward {
     }
 }
 
-/// The layout an in-place op writes through: broadcast (stride 0) dims collapsed to one
-/// element, so each stored element is transformed exactly once. Views whose elements still
-/// overlap after that are refused.
-pub(crate) fn inplace_layout(l: &Layout) -> Result<Layout> {
-    let dims: Vec<usize> = (l.dims().iter().zip(l.stride()))
-        .map(|(&d, &s)| if s == 0 { d.min(1) } else { d })
-        .collect();
-    let dedup = Layout::new(dims.into(), l.stride().to_vec(), l.start_offset());
-    if dedup.has_internal_overlap() {
+/// Refuses an in-place write through a view whose elements overlap in storage (a broadcast):
+/// the same element would be transformed more than once. `Tensor::inplace_op1` refuses these
+/// too; the check here covers direct calls of the `InplaceOp1` methods.
+fn check_no_overlap(l: &Layout) -> Result<()> {
+    if l.has_internal_overlap() {
         return Err(Error::msg(format!(
             "{INPLACE}: the view's elements overlap in storage (dims {:?}, strides {:?})",
             l.dims(),
             l.stride()
         )));
     }
-    Ok(dedup)
+    Ok(())
 }
 
 impl InplaceOp1 for LeakyRelu {
@@ -221,19 +217,22 @@ impl InplaceOp1 for LeakyRelu {
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
         let slope = check(self.0, s.dtype(), INPLACE)?;
-        crate::cpu::forward_inplace(slope, s, &inplace_layout(l)?)
+        check_no_overlap(l)?;
+        crate::cpu::forward_inplace(slope, s, l)
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(&self, s: &mut candle_core::CudaStorage, l: &Layout) -> Result<()> {
         let slope = check(self.0, s.dtype(), INPLACE)?;
-        crate::cuda::forward_inplace(slope, s, &inplace_layout(l)?)
+        check_no_overlap(l)?;
+        crate::cuda::forward_inplace(slope, s, l)
     }
 
     #[cfg(feature = "metal")]
     fn metal_fwd(&self, s: &mut candle_core::MetalStorage, l: &Layout) -> Result<()> {
         let slope = check(self.0, s.dtype(), INPLACE)?;
-        crate::metal::forward_inplace(slope, s, &inplace_layout(l)?)
+        check_no_overlap(l)?;
+        crate::metal::forward_inplace(slope, s, l)
     }
 }
 
