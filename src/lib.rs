@@ -30,7 +30,8 @@ mod cuda;
 mod metal;
 mod op;
 
-pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt, Slope};
+pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
+pub(crate) use op::Slope;
 
 #[doc = include_str!("../NUMERICS.md")]
 pub mod numerics {}

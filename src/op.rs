@@ -33,7 +33,7 @@ pub struct LeakyReluBackward(pub f64);
 /// A validated slope in the forms the kernels use: `f64` for f64 tensors and `alpha as f32`
 /// (round to nearest, ties to even) for f32, f16 and bf16 tensors.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Slope {
+pub(crate) struct Slope {
     /// The slope applied to f64 tensors.
     pub f64: f64,
     /// The slope applied to f32, f16 and bf16 tensors (`alpha as f32`).
@@ -42,7 +42,7 @@ pub struct Slope {
 
 impl Slope {
     /// Checks that `alpha` is finite; `op` names the op in the error.
-    pub fn new(alpha: f64, op: &str) -> Result<Self> {
+    pub(crate) fn new(alpha: f64, op: &str) -> Result<Self> {
         if !alpha.is_finite() {
             return Err(Error::msg(format!(
                 "{op}: alpha must be finite, got {alpha}"

@@ -55,21 +55,11 @@ fn specials(dtype: DType) -> Vec<u64> {
     v
 }
 
-/// A deterministic spread of bit patterns (xorshift), to sit next to the specials.
+/// A deterministic spread of bit patterns, to sit next to the specials.
 fn randoms(dtype: DType, n: usize, seed: u64) -> Vec<u64> {
-    let mask = match dtype.size_in_bytes() {
-        2 => 0xFFFF,
-        4 => 0xFFFF_FFFF,
-        _ => u64::MAX,
-    };
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s & mask
-        })
+    xorshift(seed)
+        .take(n)
+        .map(|s| s & bit_mask(dtype))
         .collect()
 }
 

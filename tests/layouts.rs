@@ -74,26 +74,15 @@ fn case() -> impl Strategy<Value = Case> {
 /// Deterministic bit patterns, a third of them special values (zeros, infinities, NaNs).
 fn patterns(dtype: DType, n: usize, seed: u64) -> Vec<u64> {
     let bits = dtype.size_in_bytes() * 8;
-    let mask = if bits == 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    };
     let sign = 1u64 << (bits - 1);
     let nan = canonical_nan(dtype);
     let inf = ((1u64 << exp_bits(dtype)) - 1) << (bits - 1 - exp_bits(dtype));
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            match s % 9 {
-                0 => (s >> 8) & sign,
-                1 => inf | ((s >> 8) & sign),
-                2 => (nan | (s >> 20 & 3)) | ((s >> 8) & sign),
-                _ => (s >> 4) & mask,
-            }
+    (xorshift(seed).take(n))
+        .map(|s| match s % 9 {
+            0 => (s >> 8) & sign,
+            1 => inf | ((s >> 8) & sign),
+            2 => (nan | (s >> 20 & 3)) | ((s >> 8) & sign),
+            _ => (s >> 4) & bit_mask(dtype),
         })
         .collect()
 }

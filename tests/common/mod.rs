@@ -30,6 +30,22 @@ pub fn supports(dev: &Device, dtype: DType) -> bool {
     !(dev.is_metal() && dtype == DType::F64)
 }
 
+/// A deterministic stream of 64-bit words (xorshift64), for reproducible test inputs.
+pub fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
+    let mut s = seed | 1;
+    std::iter::repeat_with(move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    })
+}
+
+/// The mask of a dtype's bit patterns.
+pub fn bit_mask(dtype: DType) -> u64 {
+    u64::MAX >> (64 - 8 * dtype.size_in_bytes())
+}
+
 /// The canonical positive quiet NaN of the contract, as bits.
 pub fn canonical_nan(dtype: DType) -> u64 {
     match dtype {
