@@ -57,7 +57,7 @@ fn specials(dtype: DType) -> Vec<u64> {
 
 /// A deterministic spread of bit patterns, to sit next to the specials.
 fn randoms(dtype: DType, n: usize, seed: u64) -> Vec<u64> {
-    xorshift(seed)
+    random_words(seed)
         .take(n)
         .map(|s| s & bit_mask(dtype))
         .collect()

@@ -77,7 +77,7 @@ fn patterns(dtype: DType, n: usize, seed: u64) -> Vec<u64> {
     let sign = 1u64 << (bits - 1);
     let nan = canonical_nan(dtype);
     let inf = ((1u64 << exp_bits(dtype)) - 1) << (bits - 1 - exp_bits(dtype));
-    (xorshift(seed).take(n))
+    (random_words(seed).take(n))
         .map(|s| match s % 9 {
             0 => (s >> 8) & sign,
             1 => inf | ((s >> 8) & sign),

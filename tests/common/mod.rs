@@ -30,15 +30,11 @@ pub fn supports(dev: &Device, dtype: DType) -> bool {
     !(dev.is_metal() && dtype == DType::F64)
 }
 
-/// A deterministic stream of 64-bit words (xorshift64), for reproducible test inputs.
-pub fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
-    let mut s = seed | 1;
-    std::iter::repeat_with(move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    })
+/// A deterministic stream of 64-bit words, for reproducible test inputs.
+pub fn random_words(seed: u64) -> impl Iterator<Item = u64> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    std::iter::repeat_with(move || rng.random::<u64>())
 }
 
 /// The mask of a dtype's bit patterns.
