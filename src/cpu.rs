@@ -23,6 +23,7 @@ const PAR_MIN: usize = 1 << 18;
 /// Elements per rayon task.
 const TASK: usize = 1 << 16;
 /// Outputs of at least this many bytes are advised into transparent huge pages.
+#[cfg(target_os = "linux")]
 const HUGE_MIN_BYTES: usize = 32 << 20;
 
 /// The canonical positive quiet NaNs of the contract.
@@ -385,8 +386,8 @@ impl<const K: usize> Walk<K> {
         for j in (0..self.outer.len()).rev() {
             idx[j] = r % self.outer[j];
             r /= self.outer[j];
-            for k in 0..K {
-                offs[k] += idx[j] * self.strides[k][j];
+            for (off, strides) in offs.iter_mut().zip(&self.strides) {
+                *off += idx[j] * strides[j];
             }
         }
         Runs {
@@ -455,6 +456,8 @@ fn alloc_with<T>(n: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
 /// Asks the kernel to back a large, not yet touched buffer with transparent huge pages, so that
 /// writing it costs one fault per 2 MiB instead of one per 4 KiB.
 fn advise_huge<T>(buf: &mut [MaybeUninit<T>]) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
