@@ -9,25 +9,16 @@ mod plan;
 
 use candle_core::DType;
 use host::{Case, Op};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A fresh scratch directory for this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "leaky-relu-metal-host-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The cases and their case file, built once per test process.
-fn cases() -> &'static (Vec<Case>, PathBuf) {
-    static CASES: OnceLock<(Vec<Case>, PathBuf)> = OnceLock::new();
+/// The cases and their case file text, built once per test process.
+fn cases() -> &'static (Vec<Case>, String) {
+    static CASES: OnceLock<(Vec<Case>, String)> = OnceLock::new();
     CASES.get_or_init(|| {
         let cases = host::standard_cases(&[DType::F32, DType::F16, DType::BF16]).unwrap();
         // Vary the threadgroup width (a pipeline's max is at most 1024, often less) so that grids
@@ -46,38 +37,49 @@ fn cases() -> &'static (Vec<Case>, PathBuf) {
             let (groups, width) = plan::grid(n, c.dtype.size_in_bytes(), max, "test").unwrap();
             format!("launch {name} {groups} {width}")
         });
-        let path = scratch("cases").join("cases.txt");
-        std::fs::write(&path, text).unwrap();
-        (cases, path)
+        (cases, text)
     })
 }
 
-/// Compiles the driver against the `leaky_relu.metal` in `kernels` and runs the cases.
-fn run_shader(kernels: &Path, work: &Path) -> Result<(), String> {
+/// Compiles the driver against `source` (a `leaky_relu.metal`) in a scratch directory, runs
+/// the cases through it and compares; the directory is removed afterwards.
+fn run_shader(source: &str, tag: &str) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("leaky-relu-metal-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("leaky_relu.metal"), source).unwrap();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-    let exe = work.join("driver");
+    let exe = dir.join("driver");
     let status = Command::new(&cxx)
         .args(["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
         .arg(Path::new(ROOT).join("tests/metal_host/include"))
         .arg("-I")
-        .arg(kernels)
+        .arg(&dir)
         .arg(Path::new(ROOT).join("tests/metal_host/driver.cpp"))
         .arg("-o")
         .arg(&exe)
         .status()
         .unwrap_or_else(|e| panic!("cannot run the C++ compiler `{cxx}` (set CXX): {e}"));
-    assert!(
-        status.success(),
-        "{cxx} failed on the shader in {}",
-        kernels.display()
-    );
-    let (cases, file) = cases();
-    let answers = work.join("answers.txt");
-    let out = Command::new(&exe).arg(file).arg(&answers).output().unwrap();
+    assert!(status.success(), "{cxx} failed on the shader ({tag})");
+    let (cases, text) = cases();
+    let mut child = (Command::new(&exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped()))
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join().unwrap(); // a driver that stops early closes the pipe: judged below
+    std::fs::remove_dir_all(&dir).unwrap();
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    host::check_output(cases, &std::fs::read_to_string(answers).unwrap())
+    host::check_output(cases, &String::from_utf8(out.stdout).unwrap())
+}
+
+fn shader() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("kernels/leaky_relu.metal")).unwrap()
 }
 
 #[test]
@@ -92,7 +94,7 @@ fn shader_matches_cpu_bit_for_bit() {
     assert!([Op::Fwd, Op::Bwd, Op::Inplace]
         .iter()
         .all(|&op| strided(op) >= 5));
-    run_shader(&Path::new(ROOT).join("kernels"), &scratch("ok")).unwrap();
+    run_shader(&shader(), "unchanged").unwrap();
 }
 
 /// Source edits that break the contract, each of which the harness must catch.
@@ -147,7 +149,7 @@ const MUTANTS: [(&str, &str, &str); 10] = [
 
 #[test]
 fn wrong_shaders_fail() {
-    let source = std::fs::read_to_string(Path::new(ROOT).join("kernels/leaky_relu.metal")).unwrap();
+    let source = shader();
     cases();
     std::thread::scope(|s| {
         for (i, (what, from, to)) in MUTANTS.iter().enumerate() {
@@ -157,9 +159,7 @@ fn wrong_shaders_fail() {
                     source.contains(from),
                     "mutant `{what}`: `{from}` not in the shader"
                 );
-                let dir = scratch(&format!("mutant{i}"));
-                std::fs::write(dir.join("leaky_relu.metal"), source.replace(from, to)).unwrap();
-                let verdict = run_shader(&dir, &dir);
+                let verdict = run_shader(&source.replace(from, to), &format!("mutant{i}"));
                 assert!(verdict.is_err(), "mutant `{what}` passed the harness");
                 eprintln!("mutant `{what}` caught: {}", verdict.unwrap_err().trim());
             });

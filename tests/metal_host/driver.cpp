@@ -1,13 +1,12 @@
 // Runs kernels/leaky_relu.metal on the host over a simulated Metal grid.
-//   driver CASES OUT
+//   driver < CASES > ANSWERS
 // CASES (written by tests/host/mod.rs), whitespace separated, one case after another:
 //   case OP DTYPE ALPHA_F64_HEX ALPHA_F32_HEX NDIMS DIMS...
 //   operand OFFSET STRIDES(NDIMS)... LEN HEX...        (x; then dy for OP = bwd)
 //   launch KERNEL GROUPS WIDTH
-// OUT gets one line per case: the count, then the output bits in hex (fwd/bwd: the contiguous
+// ANSWERS get one line per case: the count, then the output bits in hex (fwd/bwd: the contiguous
 // result; inplace: x's whole storage afterwards). Every case runs twice, threads in ascending
 // and in descending order; results that differ (a race) fail the run.
-#include <fstream>
 #include <iostream>
 #include <vector>
 
@@ -67,10 +66,10 @@ std::vector<unsigned char> run(const Thread &k, Launch l, size_t threads, bool d
 
 }  // namespace
 
-int main(int argc, char **argv) {
-    if (argc != 3) fail("usage: driver CASES OUT");
-    std::ifstream in(argv[1]);
-    std::ofstream out(argv[2]);
+int main() {
+    std::ios::sync_with_stdio(false);
+    std::istream &in = std::cin;
+    std::ostream &out = std::cout;
     std::string word;
     size_t cases = 0;
     while (in >> word) {

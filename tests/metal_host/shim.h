@@ -54,32 +54,30 @@ inline std::map<std::string, Thread> &kernels() {
     return k;
 }
 
+// One simulated thread of each kernel signature (forward, backward, in place).
 template <typename T>
-bool export_kernel(const char *name, void (*f)(const size_t &, const size_t &, const size_t *,
-                                               const size_t *, const float &, const T *, T *, uint)) {
-    kernels()[name] = [f](const Launch &l, uint tid) {
-        f(l.dim, l.num_dims, l.dims, l.x_strides, l.a, (const T *)l.x, (T *)l.y, tid);
-    };
-    return true;
+void call(void (*f)(const size_t &, const size_t &, const size_t *, const size_t *, const float &,
+                    const T *, T *, uint),
+          const Launch &l, uint tid) {
+    f(l.dim, l.num_dims, l.dims, l.x_strides, l.a, (const T *)l.x, (T *)l.y, tid);
+}
+template <typename T>
+void call(void (*f)(const size_t &, const size_t &, const size_t *, const size_t *, const size_t *,
+                    const float &, const T *, const T *, T *, uint),
+          const Launch &l, uint tid) {
+    f(l.dim, l.num_dims, l.dims, l.x_strides, l.dy_strides, l.a, (const T *)l.x, (const T *)l.dy,
+      (T *)l.y, tid);
+}
+template <typename T>
+void call(void (*f)(const size_t &, const size_t &, const size_t *, const size_t *, const float &,
+                    T *, uint),
+          const Launch &l, uint tid) {
+    f(l.dim, l.num_dims, l.dims, l.x_strides, l.a, (T *)l.y, tid);
 }
 
-template <typename T>
-bool export_kernel(const char *name,
-                   void (*f)(const size_t &, const size_t &, const size_t *, const size_t *,
-                             const size_t *, const float &, const T *, const T *, T *, uint)) {
-    kernels()[name] = [f](const Launch &l, uint tid) {
-        f(l.dim, l.num_dims, l.dims, l.x_strides, l.dy_strides, l.a, (const T *)l.x,
-          (const T *)l.dy, (T *)l.y, tid);
-    };
-    return true;
-}
-
-template <typename T>
-bool export_kernel(const char *name, void (*f)(const size_t &, const size_t &, const size_t *,
-                                               const size_t *, const float &, T *, uint)) {
-    kernels()[name] = [f](const Launch &l, uint tid) {
-        f(l.dim, l.num_dims, l.dims, l.x_strides, l.a, (T *)l.y, tid);
-    };
+template <typename F>
+bool export_kernel(const char *name, F *f) {
+    kernels()[name] = [f](const Launch &l, uint tid) { call(f, l, tid); };
     return true;
 }
 
