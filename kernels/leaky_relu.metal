@@ -113,7 +113,12 @@ METAL_FUNC ulong strided_index(
 
 // S: strided (walk dims/strides) or contiguous (the index itself; dims/strides unused).
 template <bool S>
-METAL_FUNC ulong at(ulong i, constant size_t &num_dims, constant size_t *dims, constant size_t *strides) {
+METAL_FUNC ulong at(
+    ulong i,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *strides
+) {
     return S ? strided_index(i, num_dims, dims, strides) : i;
 }
 
@@ -169,7 +174,7 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     }
 }
 
-// x[at(i)] = leaky_relu(x[at(i)]); the host collapses broadcast dims, so each element once.
+// x[at(i)] = leaky_relu(x[at(i)]); the op refuses overlapping views: each element once.
 template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
 [[kernel]] void leaky_relu_inplace(
     constant size_t &dim,

@@ -172,7 +172,7 @@ pub fn backward(
     Ok(dx)
 }
 
-/// `x = leaky_relu(x)` for every element of `l` (broadcast dims already collapsed by the op).
+/// `x = leaky_relu(x)` for every element of `l` (the op has refused views whose elements overlap).
 pub fn forward_inplace(slope: Slope, s: &mut MetalStorage, l: &Layout) -> Result<()> {
     let strided = !l.is_contiguous();
     let name = plan::kernel_name(Kind::Inplace, s.dtype(), strided, INPLACE)?;

@@ -113,7 +113,9 @@ int main() {
         const size_t y_offset = inplace ? x.offset * size : 0;
         auto up = run(k->second, l, groups * width, false, init, y_offset);
         auto down = run(k->second, l, groups * width, true, init, y_offset);
-        if (up != down) fail("case " + std::to_string(cases) + " (" + name + "): thread order changes the result");
+        if (up != down) {
+            fail("case " + std::to_string(cases) + " (" + name + "): thread order changes the result");
+        }
         const size_t count = up.size() / size;
         out << count;
         for (size_t i = 0; i < count; i++) {
@@ -124,6 +126,7 @@ int main() {
         out << '\n';
         cases++;
     }
-    std::cerr << "driver: " << cases << " cases, " << kernels().size() << " kernels exported" << std::endl;
+    std::cerr << "driver: " << cases << " cases, " << kernels().size() << " kernels exported"
+              << std::endl;
     return 0;
 }
