@@ -1,0 +1,214 @@
+// LeakyReLU for candle-leaky-relu: forward, backward (x, dy -> dx) and in-place forward for f32,
+// f16 and bf16, contiguous and strided, bit for bit as NUMERICS.md says.
+//
+// - Every element is stored and passed through as its raw bits (uint / ushort): inputs with
+//   x > 0 (forward, backward) and NaN inputs (forward) are copied, never converted.
+// - f16 and bf16 are widened to f32 and narrowed back by hand with round-to-nearest-even, so the
+//   result does not depend on the GPU's (undocumented) conversion rounding or `bfloat` support.
+// - A NaN product becomes the dtype's canonical NaN.
+// - Index math is 64-bit (`ulong`); the host compiles this library with fast math off.
+// - Tiling as in candle's unary.metal: thread `tid` handles the W elements tid + k * step,
+//   step = div_ceil(dim, W); threads past `step` (the grid is rounded up to whole threadgroups)
+//   return, so every element is written exactly once (needed in place).
+// - The layout's start offset is applied when the buffer is bound (a byte offset).
+#include <metal_stdlib>
+using namespace metal;
+
+METAL_FUNC float f16_to_f32(ushort h) {
+    const uint sign = uint(h & 0x8000) << 16;
+    const uint em = h & 0x7FFF;
+    if (em >= 0x7C00) {  // inf, NaN
+        return as_type<float>(sign | 0x7F800000u | ((em & 0x3FF) << 13));
+    }
+    if (em >= 0x0400) {  // normal: rebias the exponent from 15 to 127
+        return as_type<float>(sign | ((em + 0x1C000u) << 13));
+    }
+    // zero or subnormal: em * 2^-24, exact
+    return as_type<float>(sign | as_type<uint>(float(em) * 5.9604644775390625e-8f));
+}
+
+METAL_FUNC ushort f32_to_f16(float f) {
+    const uint x = as_type<uint>(f);
+    const uint sign = (x >> 16) & 0x8000;
+    const uint ax = x & 0x7FFFFFFF;
+    if (ax > 0x7F800000u) {  // NaN: canonical
+        return 0x7E00;
+    }
+    if (ax >= 0x477FF000u) {  // |f| >= 65520 (max f16 + half an ulp) rounds to inf
+        return ushort(sign | 0x7C00);
+    }
+    if (ax >= 0x38800000u) {  // normal f16: round the 13 dropped bits to nearest even, rebias
+        return ushort(sign | ((ax + 0xFFFu + ((ax >> 13) & 1) - 0x38000000u) >> 13));
+    }
+    if (ax < 0x33000000u) {  // |f| < 2^-25 rounds to zero (2^-25 itself ties to even zero)
+        return ushort(sign);
+    }
+    // subnormal f16: round |f| / 2^-24 = m >> shift to nearest even
+    const uint m = (ax & 0x7FFFFF) | 0x800000;
+    const uint shift = 126 - (ax >> 23);
+    const uint rem = m & ((1u << shift) - 1);
+    const uint tie = 1u << (shift - 1);
+    const uint q = m >> shift;
+    return ushort(sign | (q + ((rem > tie || (rem == tie && (q & 1))) ? 1 : 0)));
+}
+
+METAL_FUNC float bf16_to_f32(ushort h) {
+    return as_type<float>(uint(h) << 16);
+}
+
+METAL_FUNC ushort f32_to_bf16(float f) {
+    const uint x = as_type<uint>(f);
+    if ((x & 0x7FFFFFFF) > 0x7F800000u) {  // NaN: canonical
+        return 0x7FC0;
+    }
+    return ushort((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
+}
+
+// Storage type T (raw bits), widening to the f32 compute type and RNE narrowing with a
+// canonical NaN.
+struct F32 {
+    typedef uint T;
+    static METAL_FUNC float load(uint x) { return as_type<float>(x); }
+    static METAL_FUNC uint store(float c) {
+        const uint u = as_type<uint>(c);
+        return (u & 0x7FFFFFFF) > 0x7F800000u ? 0x7FC00000u : u;
+    }
+};
+struct F16 {
+    typedef ushort T;
+    static METAL_FUNC float load(ushort x) { return f16_to_f32(x); }
+    static METAL_FUNC ushort store(float c) { return f32_to_f16(c); }
+};
+struct BF16 {
+    typedef ushort T;
+    static METAL_FUNC float load(ushort x) { return bf16_to_f32(x); }
+    static METAL_FUNC ushort store(float c) { return f32_to_bf16(c); }
+};
+
+template <typename D>
+METAL_FUNC typename D::T leaky_relu(typename D::T x, float a) {
+    const float c = D::load(x);
+    return (c > 0.0f || isnan(c)) ? x : D::store(c * a);
+}
+
+template <typename D>
+METAL_FUNC typename D::T leaky_relu_grad(typename D::T x, typename D::T dy, float a) {
+    return D::load(x) > 0.0f ? dy : D::store(D::load(dy) * a);
+}
+
+// Element i of a row-major walk over `dims`, as an offset through `strides`.
+METAL_FUNC ulong strided_index(
+    ulong i,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *strides
+) {
+    ulong offset = 0;
+    for (ulong d = num_dims; d-- > 0;) {
+        offset += (i % dims[d]) * strides[d];
+        i /= dims[d];
+    }
+    return offset;
+}
+
+// S: strided (walk dims/strides) or contiguous (the index itself; dims/strides unused).
+template <bool S>
+METAL_FUNC ulong at(
+    ulong i,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *strides
+) {
+    return S ? strided_index(i, num_dims, dims, strides) : i;
+}
+
+METAL_FUNC ulong div_ceil(ulong x, ulong y) {
+    return x / y + (x % y > 0);
+}
+
+template <typename T>
+constexpr uint work_per_thread() {
+    return 8 / sizeof(T) > 0 ? 8 / sizeof(T) : 1;
+}
+
+// y[i] = leaky_relu(x[at(i)]), y contiguous.
+template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
+[[kernel]] void leaky_relu_fwd(
+    constant size_t &dim,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *strides,
+    constant float &a,
+    device const typename D::T *x,
+    device typename D::T *y,
+    uint tid [[thread_position_in_grid]]
+) {
+    const ulong step = div_ceil(dim, W);
+    for (uint k = 0; k < W && tid < step; k++) {
+        const ulong i = tid + k * step;
+        if (i >= dim) return;
+        y[i] = leaky_relu<D>(x[at<S>(i, num_dims, dims, strides)], a);
+    }
+}
+
+// dx[i] = leaky_relu_grad(x[at(i, x_strides)], dy[at(i, dy_strides)]), dx contiguous.
+template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
+[[kernel]] void leaky_relu_bwd(
+    constant size_t &dim,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *x_strides,
+    constant size_t *dy_strides,
+    constant float &a,
+    device const typename D::T *x,
+    device const typename D::T *dy,
+    device typename D::T *dx,
+    uint tid [[thread_position_in_grid]]
+) {
+    const ulong step = div_ceil(dim, W);
+    for (uint k = 0; k < W && tid < step; k++) {
+        const ulong i = tid + k * step;
+        if (i >= dim) return;
+        dx[i] = leaky_relu_grad<D>(
+            x[at<S>(i, num_dims, dims, x_strides)], dy[at<S>(i, num_dims, dims, dy_strides)], a);
+    }
+}
+
+// x[at(i)] = leaky_relu(x[at(i)]); the op refuses overlapping views: each element once.
+template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
+[[kernel]] void leaky_relu_inplace(
+    constant size_t &dim,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *strides,
+    constant float &a,
+    device typename D::T *x,
+    uint tid [[thread_position_in_grid]]
+) {
+    const ulong step = div_ceil(dim, W);
+    for (uint k = 0; k < W && tid < step; k++) {
+        const ulong i = tid + k * step;
+        if (i >= dim) return;
+        const ulong j = at<S>(i, num_dims, dims, strides);
+        x[j] = leaky_relu<D>(x[j], a);
+    }
+}
+
+// Exported names: leaky_relu_{fwd,bwd,inplace}_{f32,f16,bf16}[_strided]. A host harness may
+// define LEAKY_RELU_EXPORT itself to collect the instantiations.
+#ifndef LEAKY_RELU_EXPORT
+#define LEAKY_RELU_EXPORT(name, func, ...) \
+    template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
+#endif
+
+#define LEAKY_RELU_DTYPE(tname, D)                                                  \
+    LEAKY_RELU_EXPORT("leaky_relu_fwd_" #tname, leaky_relu_fwd, D, false)               \
+    LEAKY_RELU_EXPORT("leaky_relu_fwd_" #tname "_strided", leaky_relu_fwd, D, true)     \
+    LEAKY_RELU_EXPORT("leaky_relu_bwd_" #tname, leaky_relu_bwd, D, false)               \
+    LEAKY_RELU_EXPORT("leaky_relu_bwd_" #tname "_strided", leaky_relu_bwd, D, true)     \
+    LEAKY_RELU_EXPORT("leaky_relu_inplace_" #tname, leaky_relu_inplace, D, false)       \
+    LEAKY_RELU_EXPORT("leaky_relu_inplace_" #tname "_strided", leaky_relu_inplace, D, true)
+
+LEAKY_RELU_DTYPE(f32, F32)
+LEAKY_RELU_DTYPE(f16, F16)
+LEAKY_RELU_DTYPE(bf16, BF16)
