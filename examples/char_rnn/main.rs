@@ -61,7 +61,7 @@ struct TrainArgs {
     #[arg(long, default_value = "runs/char_rnn")]
     out: PathBuf,
     /// Optimiser steps
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 600)]
     steps: usize,
     /// Seed of the weights (and of the sample printed at the end)
     #[arg(long, default_value_t = 1)]
@@ -99,7 +99,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0.9)]
     irnn_scale: f64,
     /// Validate every N steps
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     eval_every: usize,
     /// Share of the text (its end) held out for validation
     #[arg(long, default_value_t = 0.1)]
