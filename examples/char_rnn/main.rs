@@ -61,7 +61,7 @@ struct TrainArgs {
     #[arg(long, default_value = "runs/char_rnn")]
     out: PathBuf,
     /// Optimiser steps
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 300)]
     steps: usize,
     /// Seed of the weights (and of the sample printed at the end)
     #[arg(long, default_value_t = 1)]
@@ -84,7 +84,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// Peak learning rate (AdamW, warm-up then cosine decay to a tenth)
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 2e-2)]
     lr: f64,
     /// AdamW weight decay
     #[arg(long, default_value_t = 0.01)]
@@ -99,7 +99,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 0.9)]
     irnn_scale: f64,
     /// Validate every N steps
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     eval_every: usize,
     /// Share of the text (its end) held out for validation
     #[arg(long, default_value_t = 0.1)]
