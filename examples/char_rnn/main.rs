@@ -187,6 +187,11 @@ impl TrainArgs {
     }
 }
 
+fn create_out(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))
+}
+
 fn final_line(steps: usize, p: &train::Point) -> String {
     format!(
         "final: steps={steps} train_loss={:.4} val_loss={:.4} dead_units={:.1}%",
@@ -207,8 +212,7 @@ fn run_train(a: &TrainArgs) -> Result<()> {
     set_threads(a.threads);
     let (text, dev) = (a.text()?, device(a.device)?);
     let run = train::train(&text, &a.settings(a.alpha), &dev, Some("train"))?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create output directory {}", a.out.display()))?;
+    create_out(&a.out)?;
     let path = a.out.join(CHECKPOINT);
     run.model.save(&run.vocab, &path)?;
     println!(
@@ -223,13 +227,7 @@ fn run_train(a: &TrainArgs) -> Result<()> {
     } else {
         &text[..text.chars().next().map_or(0, char::len_utf8)]
     };
-    let opts = sample::SampleOpts {
-        prime: prime.to_string(),
-        len: a.sample_len,
-        temperature: 0.8,
-        top_k: None,
-        seed: a.seed,
-    };
+    let opts = sample::SampleOpts::new(prime, a.sample_len, a.seed);
     println!(
         "--- sample ---\n{}\n--------------",
         sample::sample(&run.model, &run.vocab, &opts)?
@@ -246,11 +244,9 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
     };
     let (model, vocab) = model::CharRnn::load(&path, &device(a.device)?)?;
     let opts = sample::SampleOpts {
-        prime: a.prime.clone(),
-        len: a.len,
         temperature: a.temperature,
         top_k: a.top_k,
-        seed: a.seed,
+        ..sample::SampleOpts::new(&a.prime, a.len, a.seed)
     };
     println!("{}", sample::sample(&model, &vocab, &opts)?);
     Ok(())
@@ -276,8 +272,7 @@ fn run_compare(a: &TrainArgs) -> Result<()> {
         );
         runs.push((name.clone(), run.history));
     }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create output directory {}", a.out.display()))?;
+    create_out(&a.out)?;
     let mut csv = String::from("run,step,train_loss,val_loss,dead_pct\n");
     for (name, h) in &runs {
         for p in h {

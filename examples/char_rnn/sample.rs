@@ -21,6 +21,19 @@ pub struct SampleOpts {
     pub seed: u64,
 }
 
+impl SampleOpts {
+    /// `len` characters after `prime` at temperature 0.8, no top-k cut.
+    pub fn new(prime: &str, len: usize, seed: u64) -> Self {
+        Self {
+            prime: prime.into(),
+            len,
+            temperature: 0.8,
+            top_k: None,
+            seed,
+        }
+    }
+}
+
 /// Draws an index from `probs` keeping only the `top_k` largest.
 fn draw(probs: &[f32], top_k: Option<usize>, rng: &mut Rng) -> u32 {
     let mut order: Vec<usize> = (0..probs.len()).collect();

@@ -39,11 +39,8 @@ fn temp_path(name: &str) -> PathBuf {
 
 fn opts(prime: &str) -> SampleOpts {
     SampleOpts {
-        prime: prime.into(),
-        len: 20,
         temperature: 1.0,
-        top_k: None,
-        seed: 3,
+        ..SampleOpts::new(prime, 20, 3)
     }
 }
 
