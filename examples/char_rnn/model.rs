@@ -1,0 +1,264 @@
+//! The model: character embedding, one rectified recurrent layer
+//! `h_t = LeakyRelu(alpha)(W_x x_t + W_h h_{t-1} + b)` and a linear read-out to logits; its
+//! initialisation and its safetensors checkpoint (weights, vocabulary and configuration).
+
+use crate::data::Vocab;
+use crate::rng::Rng;
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_leaky_relu::LeakyRelu;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Model sizes and slope.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    /// Characters in the vocabulary.
+    pub vocab: usize,
+    /// Embedding width.
+    pub embed: usize,
+    /// Hidden units of the recurrent layer.
+    pub hidden: usize,
+    /// LeakyReLU slope (`0` is ReLU).
+    pub alpha: f64,
+}
+
+const NAMES: [&str; 6] = ["embed", "w_x", "b", "w_h", "w_out", "b_out"];
+
+/// The weights, in the order of [`NAMES`].
+#[derive(Clone)]
+pub struct CharRnn {
+    /// Sizes and slope.
+    pub cfg: Config,
+    emb: Tensor,
+    w_x: Tensor,
+    b: Tensor,
+    w_h: Tensor,
+    w_out: Tensor,
+    b_out: Tensor,
+}
+
+/// What a forward pass over a batch of sequences gives.
+pub struct Output {
+    /// Logits, time-major: row `t * batch + i` is sequence `i` at step `t`.
+    pub logits: Tensor,
+    /// The hidden state after the last step, `(batch, hidden)`.
+    pub h: Tensor,
+    /// Per hidden unit, the largest pre-activation seen (when asked for).
+    pub pre_max: Option<Tensor>,
+    /// When training: the input projection `(steps, batch, hidden)` and the per-step leaves cut
+    /// from it, which [`Output::backward`] joins up again.
+    split: Option<(Tensor, Vec<Var>)>,
+}
+
+impl Output {
+    /// Gradients of `loss` for every weight. candle's backward of a `narrow` builds a zero
+    /// tensor of the whole input, so reading step `t` of the one-matmul input projection would
+    /// cost O(steps^2) per sequence; instead each step reads a leaf copy, and the leaves'
+    /// gradients, stacked, are pushed through the projection in a second pass (the chain rule:
+    /// `d loss / d theta = sum(G * d xs / d theta)` with `G = d loss / d xs`).
+    pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+        let mut grads = loss.backward()?;
+        if let Some((xs, leaves)) = &self.split {
+            let g = (leaves.iter())
+                .map(|v| grads.remove(v).map_or_else(|| v.zeros_like(), Ok))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let g = Tensor::stack(&g, 0)?;
+            grads.extend((xs * g)?.sum_all()?.backward()?)?;
+        }
+        Ok(grads)
+    }
+}
+
+impl CharRnn {
+    /// Fresh weights from `seed`: small Gaussian embedding and input weights, the recurrent
+    /// matrix `irnn_scale * I` (IRNN), zero biases. Returns the model and its trainable vars.
+    pub fn init(cfg: Config, irnn_scale: f64, seed: u64, dev: &Device) -> Result<(Self, Vec<Var>)> {
+        let mut rng = Rng::new(seed);
+        let (v, e, h) = (cfg.vocab, cfg.embed, cfg.hidden);
+        let mut gauss = |rows: usize, cols: usize, std: f64| {
+            let data: Vec<f32> = (0..rows * cols)
+                .map(|_| (rng.normal() * std) as f32)
+                .collect();
+            Tensor::from_vec(data, (rows, cols), dev)
+        };
+        let tensors = [
+            gauss(v, e, 1.0)?,
+            gauss(h, e, 1.0 / (e as f64).sqrt())?,
+            Tensor::zeros(h, DType::F32, dev)?,
+            (Tensor::eye(h, DType::F32, dev)? * irnn_scale)?,
+            gauss(v, h, 1.0 / (h as f64).sqrt())?,
+            Tensor::zeros(v, DType::F32, dev)?,
+        ];
+        let vars = (tensors.iter())
+            .map(Var::from_tensor)
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let model = Self::from_array(cfg, std::array::from_fn(|i| vars[i].as_tensor().clone()));
+        Ok((model, vars))
+    }
+
+    fn from_array(cfg: Config, [emb, w_x, b, w_h, w_out, b_out]: [Tensor; 6]) -> Self {
+        Self {
+            cfg,
+            emb,
+            w_x,
+            b,
+            w_h,
+            w_out,
+            b_out,
+        }
+    }
+
+    fn list(&self) -> [&Tensor; 6] {
+        [
+            &self.emb,
+            &self.w_x,
+            &self.b,
+            &self.w_h,
+            &self.w_out,
+            &self.b_out,
+        ]
+    }
+
+    /// The same weights cut off from autograd (for evaluation and sampling).
+    pub fn detached(&self) -> Self {
+        Self::from_array(self.cfg, self.list().map(Tensor::detach))
+    }
+
+    /// Runs `x` (`(batch, steps)` u32 ids) from hidden state `h0` (`(batch, hidden)`). The
+    /// input projection of every step is one matmul; the recurrence applies `LeakyRelu(alpha)`
+    /// through `apply_op1`. With `track`, also returns each unit's largest pre-activation.
+    pub fn forward(&self, x: &Tensor, h0: &Tensor, track: bool) -> Result<Output> {
+        let (batch, steps) = x.dims2()?;
+        let hidden = self.cfg.hidden;
+        let ids = x.t()?.flatten_all()?;
+        let xs = self.emb.index_select(&ids, 0)?.matmul(&self.w_x.t()?)?;
+        let xs = xs.broadcast_add(&self.b)?.reshape((steps, batch, hidden))?;
+        let w_h = self.w_h.t()?;
+        let op = LeakyRelu(self.cfg.alpha);
+        let split = match self.emb.is_variable() {
+            true => Some(
+                (0..steps)
+                    .map(|t| Var::from_tensor(&xs.get(t)?.detach()))
+                    .collect(),
+            ),
+            false => None,
+        }
+        .transpose()?
+        .map(|leaves: Vec<Var>| (xs.clone(), leaves));
+        let (mut h, mut hs, mut pre_max) = (h0.clone(), Vec::with_capacity(steps), None);
+        for t in 0..steps {
+            let x_t = match &split {
+                Some((_, leaves)) => leaves[t].as_tensor().clone(),
+                None => xs.get(t)?,
+            };
+            let z = (x_t + h.matmul(&w_h)?)?;
+            if track {
+                let m = z.max(0)?;
+                pre_max = Some(match pre_max {
+                    None => m,
+                    Some(p) => m.maximum(&p)?,
+                });
+            }
+            h = z.apply_op1(op)?;
+            hs.push(h.clone());
+        }
+        let hs = Tensor::stack(&hs, 0)?.reshape((steps * batch, hidden))?;
+        let logits = hs.matmul(&self.w_out.t()?)?.broadcast_add(&self.b_out)?;
+        Ok(Output {
+            logits,
+            h,
+            pre_max,
+            split,
+        })
+    }
+
+    /// A zero hidden state for `batch` sequences.
+    pub fn zero_state(&self, batch: usize) -> Result<Tensor> {
+        Ok(Tensor::zeros(
+            (batch, self.cfg.hidden),
+            DType::F32,
+            self.emb.device(),
+        )?)
+    }
+
+    /// Writes weights, vocabulary and configuration to one safetensors file.
+    pub fn save(&self, vocab: &Vocab, path: &Path) -> Result<()> {
+        let cpu = Device::Cpu;
+        let mut map: HashMap<String, Tensor> = (NAMES.iter().zip(self.list()))
+            .map(|(n, t)| Ok((n.to_string(), t.to_device(&cpu)?)))
+            .collect::<Result<_>>()?;
+        map.insert("vocab".into(), Tensor::new(vocab.code_points(), &cpu)?);
+        let c = &self.cfg;
+        let config = [c.embed as f64, c.hidden as f64, c.alpha];
+        map.insert("config".into(), Tensor::new(&config, &cpu)?);
+        candle_core::safetensors::save(&map, path)
+            .with_context(|| format!("cannot write checkpoint {}", path.display()))
+    }
+
+    /// Reads a checkpoint written by [`CharRnn::save`] onto `dev`, checking that the
+    /// vocabulary, configuration and weight shapes agree.
+    pub fn load(path: &Path, dev: &Device) -> Result<(Self, Vocab)> {
+        let what = || format!("checkpoint {}", path.display());
+        let mut map = candle_core::safetensors::load(path, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", what()))?;
+        let mut take = |name: &str| {
+            map.remove(name)
+                .with_context(|| format!("{} has no tensor `{name}`", what()))
+        };
+        let vocab = Vocab::from_code_points(&take("vocab")?.to_vec1::<u32>()?)
+            .with_context(|| format!("{}: bad vocabulary", what()))?;
+        let config = take("config")?.to_vec1::<f64>()?;
+        let &[embed, hidden, alpha] = config.as_slice() else {
+            bail!(
+                "{}: `config` must hold 3 values, got {}",
+                what(),
+                config.len()
+            );
+        };
+        let cfg = Config {
+            vocab: vocab.len(),
+            embed: embed as usize,
+            hidden: hidden as usize,
+            alpha,
+        };
+        let (v, e, h) = (cfg.vocab, cfg.embed, cfg.hidden);
+        let shapes: [&[usize]; 6] = [&[v, e], &[h, e], &[h], &[h, h], &[v, h], &[v]];
+        let mut list = Vec::with_capacity(NAMES.len());
+        for (name, want) in NAMES.iter().zip(shapes) {
+            let t = take(name)?;
+            if t.dims() != want {
+                bail!(
+                    "{}: `{name}` has shape {:?} but the stored vocabulary ({v} characters) and \
+                     config (embed {e}, hidden {h}) need {want:?}: weights and vocabulary come \
+                     from different models",
+                    what(),
+                    t.dims()
+                );
+            }
+            ensure!(
+                t.dtype() == DType::F32,
+                "{}: `{name}` is {:?}, not f32",
+                what(),
+                t.dtype()
+            );
+            list.push(t.to_device(dev)?);
+        }
+        let list: [Tensor; 6] = list.try_into().map_err(|_| anyhow!("six weight tensors"))?;
+        Ok((Self::from_array(cfg, list), vocab))
+    }
+}
+
+/// Mean cross-entropy (nats per character) of time-major `logits` against `y`
+/// (`(batch, steps)` u32 ids).
+pub fn loss(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let targets = y.t()?.flatten_all()?;
+    Ok(candle_nn::loss::cross_entropy(logits, &targets)?)
+}
+
+/// Softmax probabilities of the last row of `logits` divided by `temperature`.
+pub fn last_probs(logits: &Tensor, temperature: f64) -> Result<Vec<f32>> {
+    let last = logits.get(logits.dim(0)? - 1)?;
+    let p = candle_nn::ops::softmax_last_dim(&(last / temperature)?.unsqueeze(0)?)?;
+    Ok(p.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?)
+}
