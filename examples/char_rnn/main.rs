@@ -11,7 +11,6 @@
 mod data;
 mod model;
 mod plot;
-mod rng;
 mod sample;
 #[cfg(test)]
 mod tests;

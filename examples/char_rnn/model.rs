@@ -3,7 +3,7 @@
 //! initialisation and its safetensors checkpoint (weights, vocabulary and configuration).
 
 use crate::data::Vocab;
-use crate::rng::Rng;
+use rand::{Rng, SeedableRng};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_leaky_relu::LeakyRelu;
@@ -74,11 +74,11 @@ impl CharRnn {
     /// Fresh weights from `seed`: small Gaussian embedding and input weights, the recurrent
     /// matrix `irnn_scale * I` (IRNN), zero biases. Returns the model and its trainable vars.
     pub fn init(cfg: Config, irnn_scale: f64, seed: u64, dev: &Device) -> Result<(Self, Vec<Var>)> {
-        let mut rng = Rng::new(seed);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (v, e, h) = (cfg.vocab, cfg.embed, cfg.hidden);
         let mut gauss = |rows: usize, cols: usize, std: f64| {
             let data: Vec<f32> = (0..rows * cols)
-                .map(|_| (rng.normal() * std) as f32)
+                .map(|_| (rng.sample::<f64, _>(rand_distr::StandardNormal) * std) as f32)
                 .collect();
             Tensor::from_vec(data, (rows, cols), dev)
         };

@@ -2,7 +2,8 @@
 
 use crate::data::Vocab;
 use crate::model::{last_probs, CharRnn};
-use crate::rng::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use anyhow::{ensure, Result};
 use candle_core::Tensor;
 
@@ -35,12 +36,12 @@ impl SampleOpts {
 }
 
 /// Draws an index from `probs` keeping only the `top_k` largest.
-fn draw(probs: &[f32], top_k: Option<usize>, rng: &mut Rng) -> u32 {
+fn draw(probs: &[f32], top_k: Option<usize>, rng: &mut StdRng) -> u32 {
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
     order.truncate(top_k.unwrap_or(probs.len()).clamp(1, probs.len()));
     let total: f64 = order.iter().map(|&i| probs[i] as f64).sum();
-    let mut u = rng.uniform() * total;
+    let mut u = rng.random::<f64>() * total;
     for &i in &order {
         u -= probs[i] as f64;
         if u < 0.0 {
@@ -62,7 +63,7 @@ pub fn sample(model: &CharRnn, vocab: &Vocab, o: &SampleOpts) -> Result<String> 
     let model = model.detached();
     let ids = vocab.encode(&o.prime)?;
     let dev = model.zero_state(1)?.device().clone();
-    let (mut rng, mut text) = (Rng::new(o.seed), o.prime.clone());
+    let (mut rng, mut text) = (StdRng::seed_from_u64(o.seed), o.prime.clone());
     let mut out = model.forward(
         &Tensor::from_slice(&ids, (1, ids.len()), &dev)?,
         &model.zero_state(1)?,
