@@ -19,11 +19,10 @@ const PTX_ARCH: usize = 80;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
-        return;
-    }
     #[cfg(feature = "cuda")]
-    cuda::build();
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        cuda::build();
+    }
 }
 
 #[cfg(feature = "cuda")]

@@ -6,7 +6,6 @@
 //! runs). One JSON object per line, the format of `scripts/bench_torch.py`, then the ratios the
 //! issue sets targets for. `cargo bench --features cuda --bench cuda [-- SIZES]`.
 
-use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
 use candle_core::cuda_backend::cudarc::driver::DeviceRepr;
 use candle_core::cuda_backend::{CudaDType, WrapErr};

@@ -9,8 +9,9 @@
 #   The versions are pinned: nvcc 13.5 breaks cudarc 0.19.10's build script and emits PTX that a
 #   13.0 driver rejects.
 # - DIR/nvidia/cu13/lib/stubs receives LINK-ONLY stubs of libcuda, libnvrtc, libcublas,
-#   libcublasLt, libcurand and libcudart (every function cudarc declares, each returning an error
-#   code; the real sonames), so test binaries link without the 573 MB of real libraries. cudarc
+#   libcublasLt and libcurand (every function cudarc declares, each returning an error
+#   code; the real sonames), so test binaries link without the 573 MB of real libraries; libcudart
+#   is the wheel's real one. cudarc
 #   searches CUDA_ROOT/lib/stubs on its own. NEVER put that directory on the library path of a
 #   machine with a GPU: the stubs would shadow the driver.
 #
@@ -55,8 +56,11 @@ libnvrtc libnvrtc.so.13 nvrtc
 libcublas libcublas.so.13 cublas
 libcublasLt libcublasLt.so.13 cublaslt
 libcurand libcurand.so.10 curand
-libcudart libcudart.so.13 runtime
 LIBS
+    # libcudart: the real one from the nvidia-cuda-runtime wheel (candle-kernels' static library
+    # needs its internal __cuda* registration symbols; it loads without a GPU).
+    ln -sf ../libcudart.so.13 "$STUBS/libcudart.so"
+    ln -sf ../libcudart.so.13 "$STUBS/libcudart.so.13"
     touch "$STUBS/.done"
 fi
 

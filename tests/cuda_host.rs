@@ -137,25 +137,32 @@ fn mutated_kernels_fail() -> Result<()> {
         .map(|d| standard_cases(d, &Device::Cpu))
         .collect::<Result<Vec<_>>>()?
         .concat();
-    for (i, (what, from, to)) in MUTANTS.iter().enumerate() {
-        assert_eq!(
-            KERNEL.matches(from).count(),
-            1,
-            "mutant `{what}`: `{from}` must occur once in the kernel"
-        );
-        let Some(exe) = build(&format!("mutant{i}"), &KERNEL.replace(from, to), false) else {
-            return Ok(());
-        };
-        let bad = run(&exe, &format!("mutant{i}"), &cases);
-        assert!(
-            !bad.is_empty(),
-            "mutant `{what}` passed the host-run comparison"
-        );
-        eprintln!(
-            "mutant `{what}`: {} failing runs, e.g. {}",
-            bad.len(),
-            bad[0]
-        );
-    }
+    // One thread per mutant: each compiles and runs its own driver.
+    std::thread::scope(|scope| {
+        for (i, (what, from, to)) in MUTANTS.iter().enumerate() {
+            let cases = &cases;
+            scope.spawn(move || {
+                let n = KERNEL.matches(from).count();
+                assert_eq!(
+                    n, 1,
+                    "mutant `{what}`: `{from}` must occur once in the kernel"
+                );
+                let Some(exe) = build(&format!("mutant{i}"), &KERNEL.replace(from, to), false)
+                else {
+                    return;
+                };
+                let bad = run(&exe, &format!("mutant{i}"), cases);
+                assert!(
+                    !bad.is_empty(),
+                    "mutant `{what}` passed the host-run comparison"
+                );
+                eprintln!(
+                    "mutant `{what}`: {} failing runs, e.g. {}",
+                    bad.len(),
+                    bad[0]
+                );
+            });
+        }
+    });
     Ok(())
 }

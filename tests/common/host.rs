@@ -394,8 +394,11 @@ fn t2d(t: &Tensor, r: usize) -> Result<Tensor> {
     t.narrow(0, 0, t.dim(0)? / r * r)?.reshape((r, ()))
 }
 
+/// A view as a plain function.
+pub type ViewFn = fn(&Tensor) -> Result<Tensor>;
+
 /// Strided and broadcast views over a storage of 64 elements.
-pub const VIEWS: [(&str, fn(&Tensor) -> Result<Tensor>); 6] = [
+pub const VIEWS: [(&str, ViewFn); 6] = [
     ("transpose", |t| t2d(t, 8)?.t()),
     ("narrow", |t| t2d(t, 8)?.narrow(1, 1, 5)),
     ("offset_narrow", |t| {
