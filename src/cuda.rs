@@ -1,0 +1,254 @@
+//! CUDA backend: the kernels of `kernels/leaky_relu.cu`, compiled to PTX by `build.rs`.
+//!
+//! - The PTX module is loaded once per device through candle's cache of custom modules, under a
+//!   name unique to this crate ([`MODULE`]).
+//! - Contiguous operands (any start offset) are passed as flat pointers: the kernel uses 16-byte
+//!   vector accesses where the pointers allow. Other layouts pass `dims ++ strides` (backward:
+//!   `dims ++ x strides ++ dy strides`) and are walked in place with 64-bit indices, never copied.
+//! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count and
+//!   the kernels' grid-stride loops cover the rest.
+
+use crate::Slope;
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as Attr;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, CudaView, DeviceRepr, LaunchArgs, LaunchConfig,
+    PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaStorageSlice as S, SlicePtrOrNull, WrapErr};
+use candle_core::{CudaDevice, CudaStorage, DType, Error, Layout, Result};
+use half::{bf16, f16};
+use std::sync::Arc;
+
+/// The PTX of `kernels/leaky_relu.cu`.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/leaky_relu.ptx"));
+/// The key of our module in candle's per-device cache of custom modules.
+const MODULE: &str = "candle_leaky_relu::leaky_relu";
+/// Threads per block.
+const BLOCK: u32 = 256;
+
+/// An element type with kernels: its entry-point suffix and the slope argument it takes.
+trait Kernel: DeviceRepr {
+    const SUFFIX: &'static str;
+    type Arg: DeviceRepr;
+    fn slope(a: Slope) -> Self::Arg;
+}
+
+macro_rules! kernel {
+    ($($t:ty: $suffix:literal, $s:ident;)*) => {$(
+        impl Kernel for $t {
+            const SUFFIX: &'static str = $suffix;
+            type Arg = $s;
+            fn slope(a: Slope) -> $s {
+                a.$s
+            }
+        }
+    )*};
+}
+
+kernel! {
+    f16: "f16", f32;
+    bf16: "bf16", f32;
+    f32: "f32", f32;
+    f64: "f64", f64;
+}
+
+/// One prepared launch of `leaky_relu_{op}_{suffix}`: the function, the grid, and the leading
+/// arguments `(n, nd, info)`; the caller adds the pointers and the slope.
+struct Launch<T: Kernel> {
+    func: CudaFunction,
+    stream: Arc<CudaStream>,
+    cfg: LaunchConfig,
+    n: usize,
+    nd: usize,
+    info: SlicePtrOrNull<usize>,
+    a: T::Arg,
+}
+
+impl<T: Kernel> Launch<T> {
+    /// `None` for an empty tensor: nothing to launch. `layouts` are the operands' layouts (one
+    /// shape); the info buffer is null when all are contiguous.
+    fn new(dev: &CudaDevice, op: &str, a: Slope, layouts: &[&Layout]) -> Result<Option<Self>> {
+        let shape = layouts[0].shape();
+        let n = shape.elem_count();
+        if n == 0 {
+            return Ok(None);
+        }
+        let contiguous = layouts.iter().all(|l| l.is_contiguous());
+        let info = if contiguous {
+            SlicePtrOrNull::Null
+        } else {
+            let mut v = shape.dims().to_vec();
+            layouts.iter().for_each(|l| v.extend_from_slice(l.stride()));
+            SlicePtrOrNull::params_from_vec(dev, v)?
+        };
+        // Contiguous threads handle 16 bytes per step, strided ones one element.
+        let work = if contiguous {
+            n.div_ceil(16 / size_of::<T>())
+        } else {
+            n
+        };
+        let ctx = dev.cuda_stream().context().clone();
+        let sms = ctx
+            .attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .w()?;
+        let per_sm = ctx
+            .attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)
+            .w()?;
+        let resident = sms.max(1) as usize * (per_sm as usize / BLOCK as usize).max(1);
+        let blocks = work.div_ceil(BLOCK as usize).min(resident);
+        let name = format!("leaky_relu_{op}_{}", T::SUFFIX);
+        Ok(Some(Self {
+            func: dev
+                .get_or_load_custom_func(&name, MODULE, PTX)?
+                .into_cuda_function(),
+            stream: dev.cuda_stream(),
+            cfg: LaunchConfig {
+                grid_dim: (blocks as u32, 1, 1),
+                block_dim: (BLOCK, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            n,
+            nd: shape.rank(),
+            info,
+            a: T::slope(a),
+        }))
+    }
+
+    /// A builder holding `(n, nd, info)`.
+    fn args(&self) -> LaunchArgs<'_> {
+        let mut b = self.stream.launch_builder(&self.func);
+        b.arg(&self.n).arg(&self.nd);
+        self.info.builder_arg(&mut b);
+        b
+    }
+}
+
+/// The storage from the layout's start offset on.
+fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout) -> Result<CudaView<'a, T>> {
+    s.try_slice(l.start_offset()..).ok_or_else(|| {
+        Error::msg(format!(
+            "leaky_relu: layout offset {} is past the storage ({} elements)",
+            l.start_offset(),
+            s.len()
+        ))
+    })
+}
+
+/// A fresh output of `n` elements, written in full by the caller's launch.
+fn output<T: DeviceRepr>(dev: &CudaDevice, n: usize) -> Result<CudaSlice<T>> {
+    // SAFETY: the kernel launched right after writes all `n` elements before anything reads
+    // them (for n = 0 there is nothing to read).
+    unsafe { dev.alloc::<T>(n) }
+}
+
+fn fwd<T: Kernel>(
+    a: Slope,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    dev: &CudaDevice,
+) -> Result<CudaSlice<T>> {
+    let mut y = output::<T>(dev, l.shape().elem_count())?;
+    if let Some(k) = Launch::<T>::new(dev, "fwd", a, &[l])? {
+        let x = view(x, l)?;
+        let mut b = k.args();
+        b.arg(&x).arg(&mut y).arg(&k.a);
+        // SAFETY: the arguments match `leaky_relu_fwd_*(n, nd, info, x, y, a)`; `x` reaches every
+        // element of the layout, `y` has `n` elements.
+        unsafe { b.launch(k.cfg) }.w()?;
+    }
+    Ok(y)
+}
+
+fn bwd<T: Kernel>(
+    a: Slope,
+    (x, lx): (&CudaSlice<T>, &Layout),
+    (dy, ldy): (&CudaSlice<T>, &Layout),
+    dev: &CudaDevice,
+) -> Result<CudaSlice<T>> {
+    let mut dx = output::<T>(dev, lx.shape().elem_count())?;
+    if let Some(k) = Launch::<T>::new(dev, "bwd", a, &[lx, ldy])? {
+        let (x, dy) = (view(x, lx)?, view(dy, ldy)?);
+        let mut b = k.args();
+        b.arg(&x).arg(&dy).arg(&mut dx).arg(&k.a);
+        // SAFETY: the arguments match `leaky_relu_bwd_*(n, nd, info, x, dy, dx, a)`; `x` and `dy`
+        // reach every element of their layouts (same shape), `dx` has `n` elements.
+        unsafe { b.launch(k.cfg) }.w()?;
+    }
+    Ok(dx)
+}
+
+fn fwd_inplace<T: Kernel>(
+    a: Slope,
+    x: &mut CudaSlice<T>,
+    l: &Layout,
+    dev: &CudaDevice,
+) -> Result<()> {
+    if let Some(k) = Launch::<T>::new(dev, "inplace", a, &[l])? {
+        let len = x.len();
+        let mut x = x.try_slice_mut(l.start_offset()..).ok_or_else(|| {
+            Error::msg(format!(
+                "leaky_relu_: layout offset {} is past the storage ({len} elements)",
+                l.start_offset()
+            ))
+        })?;
+        let mut b = k.args();
+        b.arg(&mut x).arg(&k.a);
+        // SAFETY: the arguments match `leaky_relu_inplace_*(n, nd, info, x, a)`; `x` reaches every
+        // element of the layout, which has no overlapping elements (see `op::inplace_layout`).
+        unsafe { b.launch(k.cfg) }.w()?;
+    }
+    Ok(())
+}
+
+fn unsupported(dtype: DType, op: &'static str) -> Error {
+    Error::UnsupportedDTypeForOp(dtype, op)
+}
+
+pub(crate) fn forward(a: Slope, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
+    let dev = &s.device;
+    let slice = match &s.slice {
+        S::F16(x) => S::F16(fwd(a, x, l, dev)?),
+        S::BF16(x) => S::BF16(fwd(a, x, l, dev)?),
+        S::F32(x) => S::F32(fwd(a, x, l, dev)?),
+        S::F64(x) => S::F64(fwd(a, x, l, dev)?),
+        _ => return Err(unsupported(s.dtype(), "leaky_relu")),
+    };
+    Ok(CudaStorage {
+        slice,
+        device: dev.clone(),
+    })
+}
+
+pub(crate) fn backward(
+    a: Slope,
+    x: &CudaStorage,
+    lx: &Layout,
+    dy: &CudaStorage,
+    ldy: &Layout,
+) -> Result<CudaStorage> {
+    let dev = &x.device;
+    let slice = match (&x.slice, &dy.slice) {
+        (S::F16(x), S::F16(g)) => S::F16(bwd(a, (x, lx), (g, ldy), dev)?),
+        (S::BF16(x), S::BF16(g)) => S::BF16(bwd(a, (x, lx), (g, ldy), dev)?),
+        (S::F32(x), S::F32(g)) => S::F32(bwd(a, (x, lx), (g, ldy), dev)?),
+        (S::F64(x), S::F64(g)) => S::F64(bwd(a, (x, lx), (g, ldy), dev)?),
+        _ => return Err(unsupported(x.dtype(), "leaky_relu_backward")),
+    };
+    Ok(CudaStorage {
+        slice,
+        device: dev.clone(),
+    })
+}
+
+pub(crate) fn forward_inplace(a: Slope, s: &mut CudaStorage, l: &Layout) -> Result<()> {
+    let dtype = s.dtype();
+    let CudaStorage { slice, device } = s;
+    match slice {
+        S::F16(x) => fwd_inplace(a, x, l, device),
+        S::BF16(x) => fwd_inplace(a, x, l, device),
+        S::F32(x) => fwd_inplace(a, x, l, device),
+        S::F64(x) => fwd_inplace(a, x, l, device),
+        _ => Err(unsupported(dtype, "leaky_relu_")),
+    }
+}
