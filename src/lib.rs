@@ -30,8 +30,8 @@ mod cuda;
 mod metal;
 mod op;
 
-pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
 pub(crate) use op::Slope;
+pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
 
 #[doc = include_str!("../NUMERICS.md")]
 pub mod numerics {}

@@ -3,10 +3,10 @@
 //! initialisation and its safetensors checkpoint (weights, vocabulary and configuration).
 
 use crate::data::Vocab;
-use rand::{Rng, SeedableRng};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_leaky_relu::LeakyRelu;
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::Path;
 

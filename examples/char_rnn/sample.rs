@@ -2,10 +2,10 @@
 
 use crate::data::Vocab;
 use crate::model::{last_probs, CharRnn};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use anyhow::{ensure, Result};
 use candle_core::Tensor;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// How to sample.
 #[derive(Clone, Debug)]
