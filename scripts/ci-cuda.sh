@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI for the CUDA path on a machine without a GPU (called by .ci/run):
 #   1. installs the pinned CUDA 13.0 toolchain from PyPI and link-only stubs (scripts/cuda-toolchain.sh);
-#   2. builds everything with --features cuda, links the test binaries, runs clippy -D warnings;
+#   2. builds every target with --features cuda, links the test binaries, runs clippy -D warnings;
 #   3. assembles our PTX with ptxas for sm_80 and sm_90 (the driver's PTX -> SASS step) and checks
 #      that every entry point exists for every dtype.
 # The kernel logic itself is checked on the host by `cargo test` (tests/cuda_host.rs).
@@ -15,10 +15,8 @@ step "toolchain"
 eval "$(scripts/cuda-toolchain.sh)"
 nvcc --version | tail -n 2 >&2
 
-step "cargo build --features cuda --all-targets"
-cargo build --features cuda --all-targets
-step "cargo test --features cuda --no-run (links against the stubs)"
-cargo test --features cuda --no-run
+step "cargo test --features cuda --all-targets --no-run (builds everything, links against the stubs)"
+cargo test --features cuda --all-targets --no-run
 step "cargo clippy --features cuda --all-targets -- -D warnings"
 cargo clippy --features cuda --all-targets -- -D warnings
 
