@@ -44,13 +44,15 @@ for line in sys.stdin:
 ' "$1"
 }
 
-# GPU_BUNDLE_PROFILE=debug reuses a debug build (e.g. CI's) for a quick --check; release otherwise.
 features=(--features cuda --message-format=json)
-[[ "${GPU_BUNDLE_PROFILE:-release}" == debug ]] || features+=(--release)
-cargo test "${features[@]}" --no-run | collect "cuda_host"
-cargo bench "${features[@]}" --no-run --bench cuda | collect ""
-if compgen -G "examples/*.rs" >/dev/null || [[ -d examples ]]; then
-    cargo build "${features[@]}" --examples | collect ""
+host_only="cuda_host metal_host"
+if [[ "${GPU_BUNDLE_PROFILE:-release}" == debug ]]; then
+    # A quick --check that reuses CI's debug test build: tests and the bench, no examples.
+    cargo test "${features[@]}" --lib --tests --bench cuda --no-run | collect "$host_only"
+else
+    cargo test "${features[@]}" --release --no-run | collect "$host_only"
+    cargo bench "${features[@]}" --no-run --bench cuda | collect ""
+    cargo build "${features[@]}" --release --examples | collect ""
 fi
 ls -la .gpu/bin >&2
 
