@@ -353,22 +353,12 @@ pub fn standard_cases(dtypes: &[DType], dev: &Device) -> Result<Vec<Case>> {
                 }
             }
         }
-        let big = |t: &Tensor| t.narrow(0, 1, 100_003);
-        let (big_t, t) = (&[300, 301][..], |t: &Tensor| t.t());
+        let (big, big_t) = (|t: &Tensor| t.narrow(0, 1, 100_003), |t: &Tensor| t.t());
+        let (n1, n5, nt) = (&[100_003][..], &[100_008][..], &[300, 301][..]);
         for op in ops {
-            push(
-                op,
-                ALPHAS[2],
-                (&all, &[100_008], &big),
-                (&perm, &[100_003], &whole),
-            )?;
-            push(
-                op,
-                ALPHAS[0],
-                (&mixed, &[100_003], &whole),
-                (&perm, &[100_006], &big),
-            )?;
-            push(op, ALPHAS[3], (&mixed, big_t, &t), (&perm, big_t, &t))?;
+            push(op, ALPHAS[2], (&all, n5, &big), (&perm, n1, &whole))?;
+            push(op, ALPHAS[0], (&mixed, n1, &whole), (&perm, n5, &big))?;
+            push(op, ALPHAS[3], (&mixed, nt, &big_t), (&perm, nt, &big_t))?;
         }
     }
     Ok(cases)
