@@ -4,7 +4,6 @@
 #![cfg(feature = "cuda")]
 
 mod common;
-#[path = "common/host.rs"]
 mod host;
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -26,14 +25,17 @@ fn cuda() -> Option<Device> {
 fn gpu_matches_cpu_on_every_host_case() -> Result<()> {
     let Some(dev) = cuda() else { return Ok(()) };
     for dtype in DTYPES {
-        let cases = host::standard_cases(dtype, &dev)?;
-        for c in &cases {
+        let cases = host::standard_cases(&[dtype], &dev)?;
+        for (i, c) in cases.iter().enumerate() {
             let got = c.device_got.as_deref().expect("run on the device");
-            assert_bits_eq(
-                &format!("{} ({:?} alpha {})", c.id, c.op, c.alpha),
-                got,
-                &c.want,
+            let (l, a) = (&c.x.layout, c.alpha);
+            let what = format!(
+                "case {i} ({:?} alpha {a} {:?} {:?})",
+                c.op,
+                l.dims(),
+                l.stride()
             );
+            assert_bits_eq(&what, got, &c.want);
         }
         eprintln!("{dtype:?}: {} cases equal on CUDA", cases.len());
     }

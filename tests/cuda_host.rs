@@ -1,102 +1,57 @@
-//! Runs the CUDA kernel source on the host: `kernels/leaky_relu.cu` is compiled unchanged by g++
-//! with `tests/cuda_host/shim.h` (CUDA's names, conversions that round to nearest even), and
-//! `tests/cuda_host/driver.cpp` calls every entry point once per simulated thread over several
-//! grids (one thread, grids much smaller than the work so the grid-stride loops wrap, one
-//! thread per item). The results must equal the CPU path's bits for every case of
-//! `common::host::standard_cases`, and deliberately wrong copies of the kernel must fail.
-//! Runs in every `cargo test`, with or without the `cuda` feature, on any machine with g++.
-
+//! Runs the CUDA kernel source on the host: `kernels/leaky_relu.cu` is compiled unchanged as C++
+//! (`CXX`, default `c++`) with `tests/cuda_host/shim.h` (CUDA's names, conversions that round to
+//! nearest even), and `tests/cuda_host/driver.cpp` calls every entry point once per simulated
+//! thread over several grids (one thread, grids much smaller than the work so the grid-stride
+//! loops wrap, one thread per item). The results must equal the CPU path's bits on every case of
+//! `tests/host`, and deliberately wrong copies of the kernel must fail.
 mod common;
-#[path = "common/host.rs"]
 mod host;
 
-use candle_core::{Device, Result};
 use common::DTYPES;
-use host::{case_file, mismatches, standard_cases, Case};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use host::{Case, Harness};
 
-const KERNEL: &str = include_str!("../kernels/leaky_relu.cu");
+const CUDA: Harness = Harness {
+    name: "cuda_host",
+    kernel: "kernels/leaky_relu.cu",
+    copy: "leaky_relu.cu",
+    args: &[
+        "-I",
+        "{root}/tests/cuda_host",
+        "-x",
+        "c++",
+        "{dir}/leaky_relu.cu",
+        "{root}/tests/cuda_host/driver.cpp",
+    ],
+    dtypes: &DTYPES,
+    launches,
+};
 
-/// A scratch directory under the target dir.
-fn scratch() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda_host");
-    std::fs::create_dir_all(&dir).expect("create the scratch dir");
-    dir
-}
-
-/// Compiles `kernel_src` (the kernel's text) with the shim and the driver into `name` (warnings
-/// are errors for the real kernel); `None` when there is no g++ on this machine.
-fn build(name: &str, kernel_src: &str, werror: bool) -> Option<PathBuf> {
-    if Command::new("g++").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: no g++ on PATH, the CUDA kernel source was not run on the host");
-        return None;
+/// `CONTIGUOUS GRID BLOCK` per simulated launch: one thread, one small block, grids much
+/// smaller than the work (the grid-stride loops wrap), and one thread per work item (16 bytes
+/// when contiguous); small cases also a few more odd grids.
+fn launches(_: usize, c: &Case) -> Vec<String> {
+    let contiguous = c.contiguous();
+    let per = if contiguous {
+        16 / c.dtype.size_in_bytes()
+    } else {
+        1
+    };
+    let work = c.n().div_ceil(per).max(1);
+    let mut g = vec![(1, 1), (3, 64), (work.div_ceil(128), 128)];
+    if c.n() <= 4096 {
+        g.extend([(1, 32), (2, 96), (5, 256)]);
     }
-    let dir = scratch();
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cuda_host");
-    let src = dir.join(format!("{name}.cu"));
-    std::fs::write(&src, kernel_src).expect("write the kernel copy");
-    let exe = dir.join(name);
-    let out = Command::new("g++")
-        .args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"])
-        .args(werror.then_some("-Werror"))
-        .arg("-I")
-        .arg(&here)
-        .args(["-x", "c++"])
-        .arg(&src)
-        .arg(here.join("driver.cpp"))
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("run g++");
-    assert!(
-        out.status.success(),
-        "g++ failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(exe)
-}
-
-/// Runs the driver on `cases`; a crash or error exit is reported as a mismatch line.
-fn run(exe: &Path, tag: &str, cases: &[Case]) -> Vec<String> {
-    let file = scratch().join(format!("{tag}.cases"));
-    std::fs::write(&file, case_file(cases)).expect("write the case file");
-    let out = Command::new(exe)
-        .arg(&file)
-        .output()
-        .expect("run the driver");
-    let mut bad = mismatches(cases, &String::from_utf8_lossy(&out.stdout));
-    if !out.status.success() {
-        bad.push(format!(
-            "driver exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    bad
+    g.iter()
+        .map(|(g, b)| format!("{} {g} {b}", contiguous as u8))
+        .collect()
 }
 
 #[test]
-fn kernel_source_matches_cpu_path() -> Result<()> {
-    let Some(exe) = build("leaky_relu", KERNEL, true) else {
-        return Ok(());
-    };
-    for dtype in DTYPES {
-        let cases = standard_cases(dtype, &Device::Cpu)?;
-        let bad = run(&exe, &format!("{dtype:?}"), &cases);
-        assert!(
-            bad.is_empty(),
-            "{dtype:?}: {} of {} cases differ:\n{}",
-            bad.len(),
-            cases.len(),
-            bad.join("\n")
-        );
-    }
-    Ok(())
+fn kernel_source_matches_cpu_path() {
+    CUDA.check_unchanged();
 }
 
-/// Wrong kernels: (name, exact text in the kernel, replacement). Each must change the kernel
-/// (the text occurs exactly once) and must make the comparison fail.
+/// Wrong kernels: (name, exact text in the kernel, replacement).
 const MUTANTS: [(&str, &str, &str); 6] = [
     (
         "backward gradient at 0 is dy (>= for >)",
@@ -131,38 +86,6 @@ const MUTANTS: [(&str, &str, &str); 6] = [
 ];
 
 #[test]
-fn mutated_kernels_fail() -> Result<()> {
-    let cases: Vec<Case> = DTYPES
-        .into_iter()
-        .map(|d| standard_cases(d, &Device::Cpu))
-        .collect::<Result<Vec<_>>>()?
-        .concat();
-    // One thread per mutant: each compiles and runs its own driver.
-    std::thread::scope(|scope| {
-        for (i, (what, from, to)) in MUTANTS.iter().enumerate() {
-            let cases = &cases;
-            scope.spawn(move || {
-                let n = KERNEL.matches(from).count();
-                assert_eq!(
-                    n, 1,
-                    "mutant `{what}`: `{from}` must occur once in the kernel"
-                );
-                let Some(exe) = build(&format!("mutant{i}"), &KERNEL.replace(from, to), false)
-                else {
-                    return;
-                };
-                let bad = run(&exe, &format!("mutant{i}"), cases);
-                assert!(
-                    !bad.is_empty(),
-                    "mutant `{what}` passed the host-run comparison"
-                );
-                eprintln!(
-                    "mutant `{what}`: {} failing runs, e.g. {}",
-                    bad.len(),
-                    bad[0]
-                );
-            });
-        }
-    });
-    Ok(())
+fn mutated_kernels_fail() {
+    CUDA.check_mutants(&MUTANTS);
 }
