@@ -171,17 +171,11 @@ pub fn case(
     })
 }
 
-/// 64-bit xorshift, for reproducible random bit patterns.
+/// Reproducible random bit patterns of `width` bits (the harness's shared generator).
 pub fn random_bits(seed: u64, n: usize, width: u32) -> Vec<u64> {
-    let mut s = seed | 1;
     let mask = u64::MAX >> (64 - width);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s & mask
-        })
+    (crate::common::random_words(seed).take(n))
+        .map(|s| s & mask)
         .collect()
 }
 
