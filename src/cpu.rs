@@ -211,8 +211,20 @@ multiversion! {
     }
 
     fn map_fwd_inplace<T>(xs: &mut [T], a: Slope) {
-        for x in xs {
-            *x = x.fwd(a);
+        // Written as `*x = x.fwd(a)`, this loop becomes masked stores (`vmaskmovps`: only the
+        // lanes that change are written back), which AMD CPUs microcode: 4x slower than the
+        // out-of-place kernel here. Each block is copied out first, and `black_box` hides from
+        // the optimiser that the copy still equals the block, so every lane is stored plainly.
+        const BLOCK: usize = 256;
+        let Some(&first) = xs.first() else { return };
+        let mut stage = [first; BLOCK];
+        for block in xs.chunks_mut(BLOCK) {
+            let src = &mut stage[..block.len()];
+            src.copy_from_slice(block);
+            let src = std::hint::black_box(src);
+            for (d, &x) in block.iter_mut().zip(&*src) {
+                *d = x.fwd(a);
+            }
         }
     }
 
