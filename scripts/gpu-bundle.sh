@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Prepares ONE device call (see issue 3): builds in release with --features cuda the GPU test
-# binaries (every integration test that exists except the host-run tests/cuda_host.rs, plus the
-# lib's unit tests), the CUDA bench (benches/cuda.rs) and the examples, strips them, packs them
-# into .gpu/bundle.tar.xz (the carried tree is capped at 64 MiB) and writes .gpu/run.sh.
-# .gpu/ is git-ignored: carry it. On the device, from the repo root:
+# binaries (every integration test except the host-run harnesses and the Metal-only tests), the
+# CUDA bench (benches/cuda.rs) and the char_rnn example, strips them, checks that every test
+# binary links, loads (against the link stubs of scripts/cuda-toolchain.sh) and lists its tests,
+# packs them into .gpu/bundle.tar.xz (the carried tree is capped at 64 MiB) and writes
+# .gpu/run.sh. .gpu/ is git-ignored: carry it. On the device, from the repo root:
 #
 #     run(command="OUT=$OUT .gpu/run.sh", carry=[".gpu"], timeout_s=600)
 #
 # run.sh sets LD_LIBRARY_PATH to the machine's real CUDA 13 libraries (/usr/local/cuda/lib64 or
 # PyTorch's site-packages/nvidia/.../lib; the driver's libcuda.so.1 comes from the system; never
-# the link stubs of scripts/cuda-toolchain.sh), then: nvidia-smi, the GPU tests, the same tests
-# under compute-sanitizer --tool memcheck (if present; without the >2^31-element test), the bench,
-# scripts/bench_torch.py, the examples, each with a time limit, all output under $OUT.
-# Here (no GPU) `scripts/gpu-bundle.sh --check` also lists every bundled test binary's tests with
-# the stubs on LD_LIBRARY_PATH, to show they link and load.
+# the link stubs), sets CANDLE_LEAKY_RELU_REQUIRE_GPU so that a GPU that does not open fails the
+# tests instead of skipping them, then runs, each step with its own time limit inside a shared
+# budget (RUN_BUDGET_S, default 540 s): nvidia-smi, the GPU tests, the bench,
+# scripts/bench_torch.py, the CUDA tests again under compute-sanitizer --tool memcheck (if
+# present; without the >2^31-element test), and a short char_rnn training + sample on the GPU.
+# Everything is written under $OUT; $OUT/summary.txt has one line per step.
+#
+# GPU_BUNDLE_PROFILE=debug reuses CI's debug test build (quick; no example), for checking the
+# script itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/cuda-toolchain.sh)"
@@ -22,47 +27,53 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 rm -rf .gpu
 mkdir -p .gpu/bin
 
-# Copies each executable artifact of a cargo JSON stream to .gpu/bin/KIND-NAME (stripped),
-# skipping the targets named in $1 (space-separated).
+# Copies each executable artifact of a cargo JSON stream whose target kind is in $1 to
+# .gpu/bin/KIND-NAME (stripped), skipping the targets named in $2 (both space-separated).
 collect() {
     python3 -c '
-import json, shutil, subprocess, sys
-skip = set(sys.argv[1].split())
+import json, subprocess, sys
+kinds, skip = set(sys.argv[1].split()), set(sys.argv[2].split())
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    exe = m.get("executable")
-    if m.get("reason") != "compiler-artifact" or not exe or m["target"]["name"] in skip:
+    exe, t = m.get("executable"), m.get("target", {})
+    kind = (t.get("kind") or ["?"])[0]
+    if m.get("reason") != "compiler-artifact" or not exe or kind not in kinds or t["name"] in skip:
         continue
-    kind = m["target"]["kind"][0]
     kind = "test" if kind in ("lib", "test") else kind
-    dst = ".gpu/bin/%s-%s" % (kind, m["target"]["name"])
+    dst = ".gpu/bin/%s-%s" % (kind, t["name"])
     subprocess.run(["strip", "-o", dst, exe], check=True)
     print("bundled", dst, file=sys.stderr)
-' "$1"
+' "$1" "$2"
 }
 
 features=(--features cuda --message-format=json)
-host_only="cuda_host metal_host"
+# Host-only kernel harnesses, and the Metal-only tests (empty in a CUDA build).
+skip="cuda_host metal_host metal"
 if [[ "${GPU_BUNDLE_PROFILE:-release}" == debug ]]; then
     # A quick --check that reuses CI's debug test build: tests and the bench, no examples.
-    cargo test "${features[@]}" --lib --tests --bench cuda --no-run | collect "$host_only"
+    cargo test "${features[@]}" --lib --tests --bench cuda --no-run | collect "lib test bench" "$skip"
 else
-    cargo test "${features[@]}" --release --no-run | collect "$host_only"
-    cargo bench "${features[@]}" --no-run --bench cuda | collect ""
-    cargo build "${features[@]}" --release --examples | collect ""
+    cargo test "${features[@]}" --release --no-run --lib --tests | collect "lib test" "$skip"
+    cargo bench "${features[@]}" --no-run --bench cuda | collect "bench" ""
+    cargo build "${features[@]}" --release --example char_rnn | collect "example" ""
 fi
-ls -la .gpu/bin >&2
 
-if [[ "${1:-}" == "--check" ]]; then
-    for t in .gpu/bin/test-*; do
-        n=$(LD_LIBRARY_PATH="$CUDA_STUBS" "$t" --list 2>/dev/null | grep -c ': test$' || true)
-        echo "check: $t links, loads with the stubs and lists $n tests" >&2
-        [[ $n -gt 0 ]] || { echo "check: $t lists no tests" >&2; exit 1; }
-    done
-fi
+# Every test binary must link and load (here: against the link stubs) and list its tests; one
+# that lists none (e.g. the lib's, which has no unit tests) is left out of the bundle.
+for t in .gpu/bin/test-*; do
+    n=$(LD_LIBRARY_PATH="$CUDA_STUBS" "$t" --list 2>/dev/null | grep -c ': test$' || true)
+    if [[ $n -eq 0 ]]; then
+        echo "bundle: $t lists no tests here: left out" >&2
+        rm "$t"
+    else
+        echo "bundle: $t links, loads and lists $n tests" >&2
+    fi
+done
+[[ -e .gpu/bin/test-cuda ]] || { echo "gpu-bundle: the CUDA tests (tests/cuda.rs) are missing" >&2; exit 1; }
+ls -la .gpu/bin >&2
 
 (cd .gpu && XZ_OPT=-9 tar -cJf bundle.tar.xz bin && rm -rf bin)
 size=$(stat -c %s .gpu/bundle.tar.xz)
@@ -100,7 +111,9 @@ PY
 ); do
     [[ -d "$d" && "$d" != *stubs* ]] && libs+=("$d")
 done
-export LD_LIBRARY_PATH="$(IFS=:; echo "${libs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+found=$(IFS=:; echo "${libs[*]}")
+export LD_LIBRARY_PATH="$found${LD_LIBRARY_PATH:+${found:+:}$LD_LIBRARY_PATH}"
+export CANDLE_LEAKY_RELU_REQUIRE_GPU=1
 log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 first=$(ls "$work"/bin/test-* | head -n 1)
@@ -128,15 +141,19 @@ done
 step bench-torch 100 python3 scripts/bench_torch.py --out "$OUT/bench-torch.jsonl"
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
 if [[ -n "$san" ]]; then
-    for t in "$work"/bin/test-*; do
-        step "memcheck-$(basename "$t")" 150 "$san" --tool memcheck --error-exitcode 99 "$t" --test-threads=1 --skip more_than_2_pow_31
+    # The CUDA tests and the contract rows; the proptest layouts would launch thousands of
+    # kernels, each slowed down by the sanitizer.
+    for t in "$work"/bin/test-cuda "$work"/bin/test-contract "$work"/bin/test-golden; do
+        [[ -e "$t" ]] && step "memcheck-$(basename "$t")" 120 "$san" --tool memcheck --error-exitcode 99 "$t" --test-threads=1 --skip more_than_2_pow_31
     done
 else
     log "compute-sanitizer: not found"
 fi
-for e in "$work"/bin/example-*; do
-    [[ -e "$e" ]] && step "$(basename "$e")" 60 "$e"
-done
+rnn="$work"/bin/example-char_rnn
+if [[ -e "$rnn" ]]; then
+    step char_rnn-train 90 "$rnn" train --device cuda --steps 100 --out "$work/char_rnn"
+    step char_rnn-sample 30 "$rnn" sample --device cuda --checkpoint "$work/char_rnn" --len 300
+fi
 log done
 RUN
 chmod +x .gpu/run.sh

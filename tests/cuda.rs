@@ -12,13 +12,7 @@ use common::{assert_bits_eq, from_bits, ref_fwd, to_bits, DTYPES};
 use half::f16;
 
 fn cuda() -> Option<Device> {
-    match Device::new_cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("SKIPPED: no CUDA device ({e})");
-            None
-        }
-    }
+    common::gpu("CUDA", || Device::new_cuda(0))
 }
 
 #[test]

@@ -11,11 +11,7 @@ use common::{assert_bits_eq, from_bits, to_bits};
 use host::{patterns, ALPHAS, VIEWS};
 
 fn metal() -> Option<Device> {
-    let dev = Device::new_metal(0).ok();
-    if dev.is_none() {
-        eprintln!("no Metal device: skipped");
-    }
-    dev
+    common::gpu("Metal", || Device::new_metal(0))
 }
 
 #[test]

@@ -11,18 +11,32 @@ pub const DTYPES: [DType; 4] = [DType::F16, DType::BF16, DType::F32, DType::F64]
 
 /// Every device this build can reach: the CPU, plus CUDA and Metal when their feature is on and
 /// a device exists. Every cross-backend test body runs once per entry.
+///
+/// With `CANDLE_LEAKY_RELU_REQUIRE_GPU` set (the GPU run of `scripts/gpu-bundle.sh` sets it), a
+/// GPU that is built in but cannot be opened is a failure instead of a silent CPU-only run.
 pub fn devices() -> Vec<Device> {
     #[allow(unused_mut)]
     let mut v = vec![Device::Cpu];
     #[cfg(feature = "cuda")]
-    if let Ok(d) = Device::new_cuda(0) {
-        v.push(d);
-    }
+    v.extend(gpu("CUDA", || Device::new_cuda(0)));
     #[cfg(feature = "metal")]
-    if let Ok(d) = Device::new_metal(0) {
-        v.push(d);
-    }
+    v.extend(gpu("Metal", || Device::new_metal(0)));
     v
+}
+
+/// Opens a GPU: `None` when there is none, unless `CANDLE_LEAKY_RELU_REQUIRE_GPU` is set, in
+/// which case a failure to open it panics with candle's error.
+pub fn gpu(name: &str, open: impl FnOnce() -> Result<Device>) -> Option<Device> {
+    match open() {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("CANDLE_LEAKY_RELU_REQUIRE_GPU").is_some() => {
+            panic!("CANDLE_LEAKY_RELU_REQUIRE_GPU is set but no {name} device opens: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED on {name}: no device ({e})");
+            None
+        }
+    }
 }
 
 /// Whether `dtype` exists on `dev` (Metal has no f64).
