@@ -15,6 +15,9 @@
 #   searches CUDA_ROOT/lib/stubs on its own. NEVER put that directory on the library path of a
 #   machine with a GPU: the stubs would shadow the driver.
 #
+# - CUDAFORGE_THREADS (default: every core) is how many nvcc processes candle-kernels' build
+#   script (cudaforge) runs at once; cudaforge's own default is half the cores, one here.
+#
 # Idempotent: a second run finds bin/nvcc and the stubs and only prints the environment
 # (a second `pip install --target` into the same directory would silently install nothing).
 set -euo pipefail
@@ -70,4 +73,5 @@ export CUDA_PATH='$ROOT'
 export PATH='$ROOT/bin':"\$PATH"
 export CUDA_COMPUTE_CAP="\${CUDA_COMPUTE_CAP:-90}"
 export CUDA_STUBS='$STUBS'
+export CUDAFORGE_THREADS="\${CUDAFORGE_THREADS:-\$(nproc)}"
 ENV
