@@ -116,6 +116,12 @@ impl Elem for bf16 {
         let r = f32_to_bf16(bf16_to_f32(dy.to_bits()) * a.f32);
         bf16::from_bits(if self.to_f32() > 0.0 { dy.to_bits() } else { r })
     }
+
+    /// AVX2 has no 16-bit masked stores, so the plain loop has nothing to avoid here, and
+    /// staging only costs: 0.52 ms plain vs 0.70 ms staged at 4M (BENCHMARKS.md).
+    fn fwd_run_inplace(xs: &mut [Self], a: Slope) {
+        map_fwd_inplace_direct(xs, a)
+    }
 }
 
 impl Elem for f16 {
@@ -225,6 +231,12 @@ multiversion! {
             for (d, &x) in block.iter_mut().zip(&*src) {
                 *d = x.fwd(a);
             }
+        }
+    }
+
+    fn map_fwd_inplace_direct<T>(xs: &mut [T], a: Slope) {
+        for x in xs {
+            *x = x.fwd(a);
         }
     }
 
