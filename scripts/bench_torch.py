@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""PyTorch reference timings for the CUDA benchmarks (run by .gpu/run.sh on the GPU machine).
+"""PyTorch reference timings, printed as JSON lines (and written to --out).
 
-For f32 and bf16 at N elements (default 64M and 256M): F.leaky_relu forward, its backward
-(torch.ops.aten.leaky_relu_backward, the fused gradient), and a device-to-device copy of the same
-bytes, timed with CUDA events (median of --iters after --warmup). Prints one JSON object per line
-and writes them to --out (JSON lines).
+--device cuda (default; run by .gpu/run.sh on the GPU machine): for f32 and bf16 at N elements
+(default 64M and 256M): F.leaky_relu forward, its backward (torch.ops.aten.leaky_relu_backward,
+the fused gradient), and a device-to-device copy of the same bytes, timed with CUDA events
+(median of --iters after --warmup).
+
+--device cpu: the groups of benches/leaky_relu.rs (f32 4K/256K/4M/64M, f16/bf16/f64 4M) with
+the same baselines: `tensor_copy` (x.clone(): allocation + copy), `memcpy_prealloc`
+(out.copy_(x) into an existing tensor), `leaky_relu`, `backward`, `inplace` (slope -1, as in
+the Rust bench), timed with torch.utils.benchmark (median), on torch's default thread count.
 """
 import argparse
 import json
 
 import torch
 import torch.nn.functional as F
+import torch.utils.benchmark as tb
 
 
-def time_ms(fn, warmup, iters):
+def time_ms_cuda(fn, warmup, iters):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -29,17 +35,14 @@ def time_ms(fn, warmup, iters):
     return times[len(times) // 2]
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--sizes", default=str(64 << 20) + "," + str(256 << 20))
-    p.add_argument("--alpha", type=float, default=0.01)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--iters", type=int, default=30)
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
+def time_ms_cpu(fn, min_run_time):
+    return tb.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def cuda_rows(a):
     dev = torch.device("cuda")
-    rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
+    sizes = a.sizes or f"{64 << 20},{256 << 20}"
+    for n in (int(s) for s in sizes.split(",")):
         for dtype in (torch.float32, torch.bfloat16):
             x = torch.randn(n, device=dev, dtype=dtype)
             dy = torch.randn(n, device=dev, dtype=dtype)
@@ -53,16 +56,61 @@ def main():
                 "copy3": (lambda: torch.add(x, dy, out=out), 3 * n * es),
             }
             for name, (fn, nbytes) in cases.items():
-                ms = time_ms(fn, a.warmup, a.iters)
-                row = {
+                ms = time_ms_cuda(fn, a.warmup, a.iters)
+                yield {
                     "impl": "torch", "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                     "op": name, "dtype": str(dtype).replace("torch.", ""), "n": n,
                     "ms": round(ms, 4), "gb_per_s": round(nbytes / ms / 1e6, 1),
                 }
-                print(json.dumps(row), flush=True)
-                rows.append(row)
             del x, dy, out
             torch.cuda.empty_cache()
+
+
+CPU_GROUPS = [
+    ("f32_4K", 1 << 12, torch.float32), ("f32_256K", 1 << 18, torch.float32),
+    ("f32_4M", 1 << 22, torch.float32), ("f16_4M", 1 << 22, torch.float16),
+    ("bf16_4M", 1 << 22, torch.bfloat16), ("f64_4M", 1 << 22, torch.float64),
+    ("f32_64M", 1 << 26, torch.float32),
+]
+
+
+def cpu_rows(a):
+    torch.manual_seed(0)
+    for group, n, dtype in CPU_GROUPS:
+        x = torch.randn(n, dtype=dtype)
+        dy = torch.randn(n, dtype=dtype)
+        out = torch.empty_like(x)
+        y = x.clone()
+        cases = {
+            "leaky_relu": lambda: F.leaky_relu(x, a.alpha),
+            "tensor_copy": lambda: x.clone(),
+            "memcpy_prealloc": lambda: out.copy_(x),
+            "backward": lambda: torch.ops.aten.leaky_relu_backward(dy, x, a.alpha, False),
+            "inplace": lambda: F.leaky_relu_(y, -1.0),
+        }
+        for name, fn in cases.items():
+            ms = time_ms_cpu(fn, a.min_run_time)
+            yield {
+                "impl": "torch", "device": "cpu", "threads": torch.get_num_threads(),
+                "torch": torch.__version__, "group": group, "function": name, "n": n,
+                "ms": round(ms, 6),
+            }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--sizes", default=None, help="cuda: comma-separated element counts")
+    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--min-run-time", type=float, default=2.0, help="cpu: seconds per case")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    rows = []
+    for row in (cuda_rows(a) if a.device == "cuda" else cpu_rows(a)):
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     if a.out:
         with open(a.out, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
