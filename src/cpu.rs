@@ -567,7 +567,7 @@ fn bwd<T: Elem>(x: &[T], lx: &Layout, dy: &[T], ldy: &Layout, a: Slope) -> Vec<T
     })
 }
 
-/// In place over the view `l`, whose elements do not overlap (see `op::check_no_overlap`).
+/// In place over the view `l`, whose elements do not overlap (see `op::check_inplace`).
 fn fwd_inplace<T: Elem>(xs: &mut [T], l: &Layout, a: Slope) {
     let n = l.shape().elem_count();
     if n == 0 {

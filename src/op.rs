@@ -196,10 +196,12 @@ impl CustomOp2 for LeakyReluBackward {
     }
 }
 
-/// Refuses an in-place write through a view whose elements overlap in storage (a broadcast):
-/// the same element would be transformed more than once. `Tensor::inplace_op1` refuses these
-/// too; the check here covers direct calls of the `InplaceOp1` methods.
-fn check_no_overlap(l: &Layout) -> Result<()> {
+/// Validates an in-place call: slope and dtype as for the forward op, and a view whose elements
+/// do not overlap in storage (a broadcast would transform the same element more than once).
+/// `Tensor::inplace_op1` refuses overlapping views too; this covers direct calls of the
+/// `InplaceOp1` methods.
+fn check_inplace(alpha: f64, dtype: DType, l: &Layout) -> Result<Slope> {
+    let slope = check(alpha, dtype, INPLACE)?;
     if l.has_internal_overlap() {
         return Err(Error::msg(format!(
             "{INPLACE}: the view's elements overlap in storage (dims {:?}, strides {:?})",
@@ -207,7 +209,7 @@ fn check_no_overlap(l: &Layout) -> Result<()> {
             l.stride()
         )));
     }
-    Ok(())
+    Ok(slope)
 }
 
 impl InplaceOp1 for LeakyRelu {
@@ -216,22 +218,19 @@ impl InplaceOp1 for LeakyRelu {
     }
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
-        let slope = check(self.0, s.dtype(), INPLACE)?;
-        check_no_overlap(l)?;
+        let slope = check_inplace(self.0, s.dtype(), l)?;
         crate::cpu::forward_inplace(slope, s, l)
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(&self, s: &mut candle_core::CudaStorage, l: &Layout) -> Result<()> {
-        let slope = check(self.0, s.dtype(), INPLACE)?;
-        check_no_overlap(l)?;
+        let slope = check_inplace(self.0, s.dtype(), l)?;
         crate::cuda::forward_inplace(slope, s, l)
     }
 
     #[cfg(feature = "metal")]
     fn metal_fwd(&self, s: &mut candle_core::MetalStorage, l: &Layout) -> Result<()> {
-        let slope = check(self.0, s.dtype(), INPLACE)?;
-        check_no_overlap(l)?;
+        let slope = check_inplace(self.0, s.dtype(), l)?;
         crate::metal::forward_inplace(slope, s, l)
     }
 }
