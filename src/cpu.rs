@@ -10,9 +10,9 @@
 //! - Large outputs are advised into transparent huge pages before they are first written, which
 //!   removes most of the page-fault cost of a fresh buffer.
 
-use crate::Slope;
+use crate::op::{self, Slope};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Error, Layout, Result};
+use candle_core::{CpuStorage, Layout, Result};
 use half::{bf16, f16};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -596,17 +596,13 @@ fn fwd_inplace<T: Elem>(xs: &mut [T], l: &Layout, a: Slope) {
     }
 }
 
-fn unsupported(dtype: candle_core::DType, op: &'static str) -> Error {
-    Error::UnsupportedDTypeForOp(dtype, op)
-}
-
 pub(crate) fn forward(a: Slope, s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
     Ok(match s {
         CpuStorage::F16(v) => CpuStorage::F16(fwd(v, l, a)),
         CpuStorage::BF16(v) => CpuStorage::BF16(fwd(v, l, a)),
         CpuStorage::F32(v) => CpuStorage::F32(fwd(v, l, a)),
         CpuStorage::F64(v) => CpuStorage::F64(fwd(v, l, a)),
-        s => return Err(unsupported(s.dtype(), "leaky_relu")),
+        s => return Err(op::unsupported(s.dtype(), op::FWD)),
     })
 }
 
@@ -623,7 +619,7 @@ pub(crate) fn backward(
         (S::BF16(x), S::BF16(g)) => S::BF16(bwd(x, lx, g, ldy, a)),
         (S::F32(x), S::F32(g)) => S::F32(bwd(x, lx, g, ldy, a)),
         (S::F64(x), S::F64(g)) => S::F64(bwd(x, lx, g, ldy, a)),
-        (x, _) => return Err(unsupported(x.dtype(), "leaky_relu_backward")),
+        (x, _) => return Err(op::unsupported(x.dtype(), op::BWD)),
     })
 }
 
@@ -633,7 +629,7 @@ pub(crate) fn forward_inplace(a: Slope, s: &mut CpuStorage, l: &Layout) -> Resul
         CpuStorage::BF16(v) => fwd_inplace(v, l, a),
         CpuStorage::F32(v) => fwd_inplace(v, l, a),
         CpuStorage::F64(v) => fwd_inplace(v, l, a),
-        s => return Err(unsupported(s.dtype(), "leaky_relu_")),
+        s => return Err(op::unsupported(s.dtype(), op::INPLACE)),
     }
     Ok(())
 }

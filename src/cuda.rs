@@ -8,7 +8,7 @@
 //! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count and
 //!   the kernels' grid-stride loops cover the rest.
 
-use crate::Slope;
+use crate::op::{self, Slope};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as Attr;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -125,10 +125,10 @@ impl<T: Kernel> Launch<T> {
 }
 
 /// The storage from the layout's start offset on.
-fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout) -> Result<CudaView<'a, T>> {
+fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout, op: &str) -> Result<CudaView<'a, T>> {
     s.try_slice(l.start_offset()..).ok_or_else(|| {
         Error::msg(format!(
-            "leaky_relu: layout offset {} is past the storage ({} elements)",
+            "{op}: layout offset {} is past the storage ({} elements)",
             l.start_offset(),
             s.len()
         ))
@@ -150,7 +150,7 @@ fn fwd<T: Kernel>(
 ) -> Result<CudaSlice<T>> {
     let mut y = output::<T>(dev, l.shape().elem_count())?;
     if let Some(k) = Launch::<T>::new(dev, "fwd", a, &[l])? {
-        let x = view(x, l)?;
+        let x = view(x, l, op::FWD)?;
         let mut b = k.args();
         b.arg(&x).arg(&mut y).arg(&k.a);
         // SAFETY: the arguments match `leaky_relu_fwd_*(n, nd, info, x, y, a)`; `x` reaches every
@@ -168,7 +168,7 @@ fn bwd<T: Kernel>(
 ) -> Result<CudaSlice<T>> {
     let mut dx = output::<T>(dev, lx.shape().elem_count())?;
     if let Some(k) = Launch::<T>::new(dev, "bwd", a, &[lx, ldy])? {
-        let (x, dy) = (view(x, lx)?, view(dy, ldy)?);
+        let (x, dy) = (view(x, lx, op::BWD)?, view(dy, ldy, op::BWD)?);
         let mut b = k.args();
         b.arg(&x).arg(&dy).arg(&mut dx).arg(&k.a);
         // SAFETY: the arguments match `leaky_relu_bwd_*(n, nd, info, x, dy, dx, a)`; `x` and `dy`
@@ -188,21 +188,18 @@ fn fwd_inplace<T: Kernel>(
         let len = x.len();
         let mut x = x.try_slice_mut(l.start_offset()..).ok_or_else(|| {
             Error::msg(format!(
-                "leaky_relu_: layout offset {} is past the storage ({len} elements)",
+                "{}: layout offset {} is past the storage ({len} elements)",
+                op::INPLACE,
                 l.start_offset()
             ))
         })?;
         let mut b = k.args();
         b.arg(&mut x).arg(&k.a);
         // SAFETY: the arguments match `leaky_relu_inplace_*(n, nd, info, x, a)`; `x` reaches every
-        // element of the layout, which has no overlapping elements (see `op::inplace_layout`).
+        // element of the layout, whose elements do not overlap (`op::check_inplace`).
         unsafe { b.launch(k.cfg) }.w()?;
     }
     Ok(())
-}
-
-fn unsupported(dtype: DType, op: &'static str) -> Error {
-    Error::UnsupportedDTypeForOp(dtype, op)
 }
 
 pub(crate) fn forward(a: Slope, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
@@ -212,7 +209,7 @@ pub(crate) fn forward(a: Slope, s: &CudaStorage, l: &Layout) -> Result<CudaStora
         S::BF16(x) => S::BF16(fwd(a, x, l, dev)?),
         S::F32(x) => S::F32(fwd(a, x, l, dev)?),
         S::F64(x) => S::F64(fwd(a, x, l, dev)?),
-        _ => return Err(unsupported(s.dtype(), "leaky_relu")),
+        _ => return Err(op::unsupported(s.dtype(), op::FWD)),
     };
     Ok(CudaStorage {
         slice,
@@ -233,7 +230,7 @@ pub(crate) fn backward(
         (S::BF16(x), S::BF16(g)) => S::BF16(bwd(a, (x, lx), (g, ldy), dev)?),
         (S::F32(x), S::F32(g)) => S::F32(bwd(a, (x, lx), (g, ldy), dev)?),
         (S::F64(x), S::F64(g)) => S::F64(bwd(a, (x, lx), (g, ldy), dev)?),
-        _ => return Err(unsupported(x.dtype(), "leaky_relu_backward")),
+        _ => return Err(op::unsupported(x.dtype(), op::BWD)),
     };
     Ok(CudaStorage {
         slice,
@@ -249,6 +246,6 @@ pub(crate) fn forward_inplace(a: Slope, s: &mut CudaStorage, l: &Layout) -> Resu
         S::BF16(x) => fwd_inplace(a, x, l, device),
         S::F32(x) => fwd_inplace(a, x, l, device),
         S::F64(x) => fwd_inplace(a, x, l, device),
-        _ => Err(unsupported(dtype, "leaky_relu_")),
+        _ => Err(op::unsupported(dtype, op::INPLACE)),
     }
 }

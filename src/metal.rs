@@ -3,7 +3,7 @@
 
 mod plan;
 
-use crate::op::Slope;
+use crate::op::{Slope, BWD, FWD, INPLACE};
 use candle_core::backend::BackendStorage;
 use candle_core::{Layout, MetalDevice, MetalError, MetalStorage, Result};
 use candle_metal_kernels::metal::{ComputeCommandEncoder, ComputePipeline, Library};
@@ -14,9 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 const SOURCE: &str = include_str!("../kernels/leaky_relu.metal");
-const FWD: &str = "leaky_relu";
-const BWD: &str = "leaky_relu_backward";
-const INPLACE: &str = "leaky_relu_";
 
 /// The library of one GPU and the pipelines built from it so far, by kernel name.
 struct Compiled {
@@ -55,7 +52,7 @@ fn compiled(device: &MetalDevice) -> Result<Arc<Compiled>> {
 }
 
 fn lock_err<T>(e: std::sync::PoisonError<T>) -> candle_core::Error {
-    MetalError::Message(format!("leaky_relu: kernel cache lock poisoned: {e}")).into()
+    MetalError::Message(format!("{FWD}: kernel cache lock poisoned: {e}")).into()
 }
 
 /// The pipeline of kernel `name`, built on first use and reused.

@@ -5,9 +5,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, InplaceOp1, Layout, Result, Shape};
 use candle_core::{Error, Tensor};
 
-const FWD: &str = "leaky_relu";
-const BWD: &str = "leaky_relu_backward";
-const INPLACE: &str = "leaky_relu_";
+/// The op names that every error and kernel label carries: forward, backward, in place.
+pub(crate) const FWD: &str = "leaky_relu";
+pub(crate) const BWD: &str = "leaky_relu_backward";
+pub(crate) const INPLACE: &str = "leaky_relu_";
 
 /// LeakyReLU with slope `alpha` (`self.0`) for non-positive inputs: `y = x` for `x > 0`, else
 /// `alpha * x`, bit for bit as the [numerics contract](crate::numerics) says.
@@ -55,11 +56,17 @@ impl Slope {
     }
 }
 
+/// The error for a dtype outside the contract. Backends reach it only in the fallback arm of
+/// their storage `match`, for a dtype this module has already refused.
+pub(crate) fn unsupported(dtype: DType, op: &'static str) -> Error {
+    Error::UnsupportedDTypeForOp(dtype, op)
+}
+
 /// The dtypes of the contract; anything else is refused with `UnsupportedDTypeForOp`.
 pub(crate) fn check_dtype(dtype: DType, op: &'static str) -> Result<()> {
     match dtype {
         DType::F16 | DType::BF16 | DType::F32 | DType::F64 => Ok(()),
-        _ => Err(Error::UnsupportedDTypeForOp(dtype, op)),
+        _ => Err(unsupported(dtype, op)),
     }
 }
 
