@@ -202,6 +202,19 @@ fn fwd_inplace<T: Kernel>(
     Ok(())
 }
 
+impl op::Elems for CudaStorage {
+    fn elems(&self) -> usize {
+        match &self.slice {
+            S::F16(x) => x.len(),
+            S::BF16(x) => x.len(),
+            S::F32(x) => x.len(),
+            S::F64(x) => x.len(),
+            // Other dtypes are refused before any layout is checked.
+            _ => 0,
+        }
+    }
+}
+
 pub(crate) fn forward(a: Slope, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
     let dev = &s.device;
     let slice = match &s.slice {

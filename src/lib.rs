@@ -19,7 +19,14 @@
 //!   and a [`candle_nn::Module`], so it works with `apply_op1`, `inplace_op1` and
 //!   `candle_nn::seq()`.
 //! - [`LeakyReluBackward`]: the fused gradient `dx` from `(x, dy)`, a [`candle_core::CustomOp2`].
-//! - [`LeakyReluExt`]: `xs.leaky_relu(alpha)` and `xs.leaky_relu_(alpha)` on [`candle_core::Tensor`].
+//! - [`LeakyReluExt`]: `xs.leaky_relu(alpha)` and `xs.leaky_relu_(alpha)` on [`candle_core::Tensor`]
+//!   (the in-place one refuses tensors that autograd tracks).
+//! - [`leaky_relu`]: `leaky_relu(xs, negative_slope)`, a drop-in for `candle_nn::ops::leaky_relu`.
+//!
+//! Every entry point validates the slope, the dtype and the layouts (element counts that overflow,
+//! views that reach past their storage) and returns a [`candle_core::Error`] naming the op before
+//! anything is read or written. The CPU path assumes Rust's default floating-point environment
+//! (no flush-to-zero / denormals-are-zero).
 
 #![deny(missing_docs)]
 
@@ -31,7 +38,7 @@ mod metal;
 mod op;
 
 pub(crate) use op::Slope;
-pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
+pub use op::{leaky_relu, LeakyRelu, LeakyReluBackward, LeakyReluExt};
 
 #[doc = include_str!("../NUMERICS.md")]
 pub mod numerics {}

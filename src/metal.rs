@@ -73,6 +73,13 @@ fn pipeline(device: &MetalDevice, name: &str) -> Result<ComputePipeline> {
     Ok(p)
 }
 
+impl crate::op::Elems for MetalStorage {
+    /// The buffer's whole length (candle may allocate a buffer larger than the tensor).
+    fn elems(&self) -> usize {
+        self.buffer().length() / self.dtype().size_in_bytes()
+    }
+}
+
 /// The storage's buffer bound at the layout's start offset.
 fn at_offset<'a>(s: &'a MetalStorage, l: &Layout) -> BufferOffset<'a> {
     BufferOffset {

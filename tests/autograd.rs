@@ -136,3 +136,39 @@ fn gradient_of_transposed_input() -> Result<()> {
     }
     Ok(())
 }
+
+/// In place and autograd: candle records no in-place writes, so `leaky_relu_` refuses a tensor
+/// that autograd tracks (a `Var`, or anything computed from one) and writes nothing; an
+/// untracked tensor is still overwritten. Both cases the refusal exists for are spelled out: a
+/// forward that saved `x` before `x` was overwritten, and an in-place step on a computed tensor.
+#[test]
+fn inplace_refuses_tracked_tensors() -> Result<()> {
+    for dev in devices() {
+        let alpha = 0.25;
+        let x = Var::new(&[-2.0f32, 3.0], &dev)?;
+        let h = (x.as_tensor() * 2.0)?;
+        let y = x.leaky_relu(alpha)?;
+        for (what, t) in [("Var", x.as_tensor()), ("computed", &h), ("output", &y)] {
+            let before = to_bits(t)?;
+            let e = t.leaky_relu_(alpha).unwrap_err().to_string();
+            assert!(
+                e.contains("leaky_relu_:") && e.contains("autograd") && e.contains("`leaky_relu`"),
+                "{dev:?} {what}: {e}"
+            );
+            assert_eq!(
+                to_bits(t)?,
+                before,
+                "{dev:?} {what}: written despite the error"
+            );
+        }
+        // The gradient is still the right one: nothing was overwritten behind autograd's back.
+        let g = y.sum_all()?.backward()?;
+        let g = g.get(&x).expect("gradient").to_vec1::<f32>()?;
+        assert_eq!(g, [alpha as f32, 1.0], "{dev:?}");
+        // An untracked tensor is overwritten as before.
+        let d = Tensor::new(&[-2.0f32, 3.0], &dev)?;
+        d.leaky_relu_(alpha)?;
+        assert_eq!(d.to_vec1::<f32>()?, [-0.5, 3.0], "{dev:?}");
+    }
+    Ok(())
+}

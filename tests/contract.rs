@@ -356,6 +356,92 @@ fn slope_non_finite_refused_everywhere() -> Result<()> {
     Ok(())
 }
 
+// ---- Slope: finite in f64 but infinite as f32 — refused for f16/bf16/f32 tensors on every entry
+// point (error naming the op, the value and the dtype; nothing written), accepted for f64.
+
+/// Slopes whose `as f32` is ±inf: beyond f32::MAX by more than half an ulp.
+const OVERFLOWING: [f64; 5] = [f64::MAX, 1e39, -3.5e38, 3.4028236e38, f64::MIN];
+
+#[test]
+fn slope_overflowing_f32_refused_for_f32_compute() -> Result<()> {
+    for alpha in OVERFLOWING {
+        assert!(
+            (alpha as f32).is_infinite(),
+            "{alpha:e} is not an overflowing slope"
+        );
+        // Not refused when built: the dtype is unknown there.
+        assert_eq!(LeakyRelu::new(alpha)?, LeakyRelu(alpha));
+        each(|dev, dtype| {
+            let x = Tensor::new(&[-1.0f64, 0.0, 2.0], dev)?.to_dtype(dtype)?;
+            let dy = Tensor::new(&[1.0f64, -1.0, 1.0], dev)?.to_dtype(dtype)?;
+            let before = to_bits(&x)?;
+            if dtype == DType::F64 {
+                let want: Vec<u64> = before.iter().map(|&b| ref_fwd(dtype, b, alpha)).collect();
+                assert_bits_eq(
+                    "f64 forward",
+                    &to_bits(&x.apply_op1(LeakyRelu(alpha))?)?,
+                    &want,
+                );
+                let got = x.apply_op2_no_bwd(&dy, &LeakyReluBackward(alpha))?;
+                let want: Vec<u64> = (before.iter().zip(to_bits(&dy)?))
+                    .map(|(&x, g)| ref_bwd(dtype, x, g, alpha))
+                    .collect();
+                assert_bits_eq("f64 backward", &to_bits(&got)?, &want);
+                x.leaky_relu_(alpha)?;
+                let want: Vec<u64> = before.iter().map(|&b| ref_fwd(dtype, b, alpha)).collect();
+                assert_bits_eq("f64 in place", &to_bits(&x)?, &want);
+                return Ok(());
+            }
+            let refused = |e: candle_core::Error, op: &str| {
+                let e = e.to_string();
+                let named = e.contains(op) && e.contains(&format!("{alpha:e}"));
+                assert!(
+                    named && e.contains(dtype.as_str()),
+                    "{dev:?} {dtype:?}: {e}"
+                );
+            };
+            refused(x.apply_op1(LeakyRelu(alpha)).unwrap_err(), "leaky_relu:");
+            refused(x.leaky_relu(alpha).unwrap_err(), "leaky_relu:");
+            refused(
+                candle_leaky_relu::leaky_relu(&x, alpha).unwrap_err(),
+                "leaky_relu:",
+            );
+            refused(
+                x.apply_op2_no_bwd(&dy, &LeakyReluBackward(alpha))
+                    .unwrap_err(),
+                "leaky_relu_backward:",
+            );
+            refused(x.leaky_relu_(alpha).unwrap_err(), "leaky_relu_:");
+            refused(
+                x.inplace_op1(&LeakyRelu(alpha)).unwrap_err(),
+                "leaky_relu_:",
+            );
+            assert_eq!(to_bits(&x)?, before, "in-place wrote despite the error");
+            // Through autograd too: the forward op already refuses.
+            let v = candle_core::Var::from_tensor(&x)?;
+            assert!(v.apply_op1(LeakyRelu(alpha)).is_err());
+            Ok(())
+        })?;
+    }
+    // The largest slopes that stay finite as f32 are accepted and used as rounded.
+    for alpha in [f32::MAX as f64, -(f32::MAX as f64), 3.4028235e38] {
+        each(|dev, dtype| {
+            let x = Tensor::new(&[-1.0f64, -0.0, 1e-3], dev)?.to_dtype(dtype)?;
+            let want: Vec<u64> = to_bits(&x)?
+                .iter()
+                .map(|&b| ref_fwd(dtype, b, alpha))
+                .collect();
+            assert_bits_eq(
+                "max slope",
+                &to_bits(&x.apply_op1(LeakyRelu(alpha))?)?,
+                &want,
+            );
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 // ---- Dtypes: anything but f16/bf16/f32/f64 is UnsupportedDTypeForOp naming the op.
 
 #[test]

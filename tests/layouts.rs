@@ -1,10 +1,13 @@
-//! Property tests over layouts: random rank 0–4 shapes (zero-sized dims included), narrows with
-//! offsets, permutations and broadcasts, random dtypes and slopes; forward, backward and in-place
-//! checked bit for bit against the scalar reference on every device (12,000 cases in all).
+//! The contract's Layouts section. Property tests over the views candle builds: random rank 0–4
+//! shapes (zero-sized dims included), narrows with offsets, permutations and broadcasts, random
+//! dtypes and slopes; forward, backward and in-place checked bit for bit against the scalar
+//! reference on every device (12,000 cases in all). Then the views candle should never build:
+//! element counts that wrap, hand-built layouts past the storage or with too few strides, handed
+//! to the trait methods directly: an error naming the op, nothing written, never a panic.
 
 mod common;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Layout, Result, Tensor};
 use candle_leaky_relu::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
 use common::*;
 use proptest::prelude::*;
@@ -148,9 +151,29 @@ fn other_layout(dtype: DType, shape: &[usize], dev: &Device, seed: u64) -> Resul
     t.permute(rev)
 }
 
+/// Whether the contract refuses the case's slope for its dtype (`alpha as f32` is infinite: the
+/// random slopes include any finite f64). Then every entry point must refuse it and write nothing.
+fn slope_refused(c: &Case) -> bool {
+    c.dtype != DType::F64 && (c.alpha as f32).is_infinite()
+}
+
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(r: Result<T>, op: &str, what: &str) {
+    let e = r.expect_err(what).to_string();
+    assert!(e.contains(op) && e.contains("overflows f32"), "{what}: {e}");
+}
+
 fn forward(c: &Case) -> Result<()> {
     for dev in devices().iter().filter(|d| supports(d, c.dtype)) {
         let (x, _) = build(c, dev, c.seed)?;
+        if slope_refused(c) {
+            assert_refused(
+                x.apply_op1(LeakyRelu(c.alpha)),
+                "leaky_relu:",
+                &format!("{c:?}"),
+            );
+            continue;
+        }
         let want: Vec<u64> = (to_bits(&x)?.iter())
             .map(|&b| ref_fwd(c.dtype, b, c.alpha))
             .collect();
@@ -166,6 +189,11 @@ fn backward(c: &Case) -> Result<()> {
     for dev in devices().iter().filter(|d| supports(d, c.dtype)) {
         let (x, _) = build(c, dev, c.seed)?;
         let dy = other_layout(c.dtype, x.dims(), dev, c.seed ^ 0x9E37)?;
+        if slope_refused(c) {
+            let r = x.apply_op2_no_bwd(&dy, &LeakyReluBackward(c.alpha));
+            assert_refused(r, "leaky_relu_backward:", &format!("{c:?}"));
+            continue;
+        }
         let want: Vec<u64> = (to_bits(&x)?.iter().zip(to_bits(&dy)?))
             .map(|(&x, g)| ref_bwd(c.dtype, x, g, c.alpha))
             .collect();
@@ -197,7 +225,7 @@ fn inplace(c: &Case) -> Result<()> {
         let (x, base) = build(c, dev, c.seed)?;
         // candle's overlap test is conservative (an empty broadcast view counts too).
         assert!(!repeated || x.layout().has_internal_overlap());
-        if x.layout().has_internal_overlap() {
+        if x.layout().has_internal_overlap() || slope_refused(c) {
             let e = x.leaky_relu_(c.alpha).unwrap_err().to_string();
             assert!(e.contains("leaky_relu_"), "{e}");
             assert_bits_eq(
@@ -284,6 +312,245 @@ fn named_layouts() -> Result<()> {
             backward(&c)?;
             inplace(&c)?;
         }
+    }
+    Ok(())
+}
+
+// ---- Invalid views: refused before anything is read or written.
+
+/// `broadcast_as` does not check that the element count fits: 17294947370570613760 × 1025 wraps
+/// to 1024 in `usize`. Forward and backward refuse it (before, the CPU path returned 1024
+/// never-written elements).
+#[test]
+fn wrapping_broadcast_refused() -> Result<()> {
+    const HUGE: usize = 17294947370570613760;
+    assert_eq!(HUGE.wrapping_mul(1025), 1024);
+    for dev in devices() {
+        for dtype in DTYPES.into_iter().filter(|&d| supports(&dev, d)) {
+            let x = from_bits(dtype, &patterns(dtype, 1025, 7), &[1025], &dev)?;
+            let xb = x.broadcast_as((HUGE, 1025))?;
+            let invalid = |e: candle_core::Error, op: &str| {
+                let e = e.to_string();
+                let named = e.contains(op) && e.contains(&HUGE.to_string());
+                assert!(named && e.contains("overflows"), "{dev:?} {dtype:?}: {e}");
+            };
+            invalid(xb.apply_op1(LeakyRelu(0.1)).unwrap_err(), "leaky_relu:");
+            let e = xb.apply_op2_no_bwd(&xb, &LeakyReluBackward(0.1));
+            invalid(e.unwrap_err(), "leaky_relu_backward:");
+            // In place, candle's own overlap check answers first; the direct call reaches ours.
+            assert!(xb.leaky_relu_(0.1).is_err());
+            let mut raw = Raw::new(&dev, dtype, &patterns(dtype, 1025, 7))?;
+            invalid(
+                raw.inplace(&LeakyRelu(0.1), xb.layout()).unwrap_err(),
+                "leaky_relu_:",
+            );
+            assert_eq!(raw.bits()?, patterns(dtype, 1025, 7), "{dev:?}: written");
+        }
+    }
+    Ok(())
+}
+
+/// What the contract says of a hand-built layout over a storage of `len` elements, worked out
+/// here in `u128` arithmetic: `None` when it must be refused, else the storage offset of each
+/// element in row-major order.
+fn offsets(dims: &[usize], strides: &[usize], start: usize, len: usize) -> Option<Vec<usize>> {
+    // (A valid view of more than 2^16 elements yields `Some` of its first 2^16 + 1 offsets only.)
+    if strides.len() != dims.len() {
+        return None;
+    }
+    let n = (dims.iter()).try_fold(1u128, |n, &d| {
+        n.checked_mul(d as u128)
+            .filter(|&n| n <= usize::MAX as u128)
+    })?;
+    if n == 0 {
+        return Some(vec![]);
+    }
+    let last: u128 = start as u128
+        + (dims.iter().zip(strides))
+            .map(|(&d, &s)| (d as u128 - 1) * s as u128)
+            .sum::<u128>();
+    if last >= len as u128 {
+        return None;
+    }
+    let mut out = vec![start];
+    for (&d, &s) in dims.iter().zip(strides) {
+        out = (out.iter())
+            .flat_map(|&o| (0..d).map(move |i| o + i * s))
+            .take((1 << 16) + 1)
+            .collect();
+    }
+    Some(out)
+}
+
+/// A hand-built layout: small or absurd dims and strides, an offset, sometimes too few strides.
+#[derive(Clone, Debug)]
+struct Raw_ {
+    dtype: DType,
+    dims: Vec<usize>,
+    strides: Vec<usize>,
+    start: usize,
+    len: usize,
+    seed: u64,
+}
+
+fn raw_case() -> impl Strategy<Value = Raw_> {
+    let size = prop_oneof![8 => 0..5usize, 1 => Just(usize::MAX / 3), 1 => Just(1usize << 33)];
+    let stride = prop_oneof![8 => 0..7usize, 1 => Just(usize::MAX / 2), 1 => Just(1usize << 40)];
+    let start = prop_oneof![8 => 0..40usize, 1 => Just(usize::MAX - 2)];
+    (
+        0..4usize,
+        prop::collection::vec((size, stride), 0..=4),
+        0..3usize,
+        start,
+        0..70usize,
+        any::<u64>(),
+    )
+        .prop_map(|(d, dims, drop, start, len, seed)| {
+            let (dims, mut strides): (Vec<_>, Vec<_>) = dims.into_iter().unzip();
+            // A third of the cases lose a stride (if they have one).
+            if drop == 0 {
+                strides.pop();
+            }
+            Raw_ {
+                dtype: DTYPES[d],
+                dims,
+                strides,
+                start,
+                len,
+                seed,
+            }
+        })
+}
+
+/// Forward, backward (against a valid `dy`) and in place through the trait methods with a
+/// hand-built layout: exact bits where the contract accepts the layout, else an error naming the
+/// op with nothing written; in place, also an error where the view reaches an element twice.
+fn raw(c: &Raw_) -> Result<()> {
+    let l = Layout::new(c.dims.clone().into(), c.strides.clone(), c.start);
+    let expect = offsets(&c.dims, &c.strides, c.start, c.len);
+    if expect.as_ref().is_some_and(|o| o.len() > 1 << 16) {
+        return Ok(()); // valid, but a broadcast too large to check here
+    }
+    let bits = patterns(c.dtype, c.len, c.seed);
+    for dev in devices().iter().filter(|d| supports(d, c.dtype)) {
+        let what = format!("{dev:?} {c:?}");
+        let refused = |r: Result<()>, op: &str| {
+            let e = r.expect_err(&what).to_string();
+            assert!(e.contains(op), "{what}: {e}");
+        };
+        let mut x = Raw::new(dev, c.dtype, &bits)?;
+        let n = expect.as_ref().map_or(0, |o| o.len());
+        // dy: contiguous where the dims allow, else a broadcast of its one element.
+        let dy_bits = patterns(c.dtype, n.max(1), c.seed ^ 1);
+        let dy = Raw::new(dev, c.dtype, &dy_bits)?;
+        let dy_strides = (c.dims.iter().rev())
+            .try_fold((vec![], 1usize), |(mut v, p), &d| {
+                v.insert(0, p);
+                Some((v, p.checked_mul(d)?))
+            })
+            .map_or(vec![0; c.dims.len()], |(v, _)| v);
+        let ldy = Layout::new(c.dims.clone().into(), dy_strides, 0);
+        match &expect {
+            None => {
+                refused(x.fwd(&LeakyRelu(0.3), &l).map(drop), "leaky_relu:");
+                let bwd = x.bwd(&l, &dy, &ldy, &LeakyReluBackward(0.3));
+                refused(bwd.map(drop), "leaky_relu_backward:");
+                // The bad layout as dy, against a valid x of the same dims.
+                if c.strides.len() == c.dims.len() {
+                    let bwd = dy.bwd(&ldy, &x, &l, &LeakyReluBackward(0.3));
+                    refused(bwd.map(drop), "leaky_relu_backward:");
+                }
+                refused(x.inplace(&LeakyRelu(0.3), &l), "leaky_relu_:");
+            }
+            Some(offs) => {
+                let want: Vec<u64> = offs
+                    .iter()
+                    .map(|&o| ref_fwd(c.dtype, bits[o], 0.3))
+                    .collect();
+                assert_bits_eq(&what, &x.fwd(&LeakyRelu(0.3), &l)?, &want);
+                let want: Vec<u64> = (offs.iter().zip(&dy_bits))
+                    .map(|(&o, &g)| ref_bwd(c.dtype, bits[o], g, 0.3))
+                    .collect();
+                assert_bits_eq(
+                    &what,
+                    &x.bwd(&l, &dy, &ldy, &LeakyReluBackward(0.3))?,
+                    &want,
+                );
+                let mut seen = std::collections::HashSet::new();
+                let repeated = !offs.iter().all(|o| seen.insert(*o));
+                match x.inplace(&LeakyRelu(0.3), &l) {
+                    Ok(()) => {
+                        assert!(!repeated, "{what}: in place over repeated elements");
+                        let mut want = bits.clone();
+                        offs.iter()
+                            .for_each(|&o| want[o] = ref_fwd(c.dtype, bits[o], 0.3));
+                        assert_bits_eq(&what, &x.bits()?, &want);
+                        continue;
+                    }
+                    // candle's overlap test is conservative: it may refuse a view that reaches
+                    // no element twice, never accept one that does.
+                    Err(e) => assert!(
+                        e.to_string().contains("overlap") && l.has_internal_overlap(),
+                        "{what}: {e}"
+                    ),
+                }
+            }
+        }
+        assert_bits_eq(&format!("{what}: written on error"), &x.bits()?, &bits);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hand_built_layouts_exact_or_refused(c in raw_case()) {
+        raw(&c).unwrap();
+    }
+}
+
+/// The hand-built layouts that used to panic or write, spelled out: past the end of the storage
+/// (by the offset, by a stride, by one element), a stride vector shorter than the dims, one
+/// longer, and an offset that overflows when the strides are added.
+#[test]
+fn named_invalid_layouts() -> Result<()> {
+    let cases: [(&[usize], &[usize], usize); 7] = [
+        (&[4], &[1], 7),
+        (&[3, 2], &[5, 1], 0),
+        (&[10], &[1], 1),
+        (&[2, 5], &[5], 0),
+        (&[5], &[1, 1], 0),
+        (&[2, 2], &[usize::MAX, 1], 0),
+        (&[2], &[1], usize::MAX),
+    ];
+    for (d, (dims, strides, start)) in cases.into_iter().enumerate() {
+        let c = Raw_ {
+            dtype: DTYPES[d % 4],
+            dims: dims.to_vec(),
+            strides: strides.to_vec(),
+            start,
+            len: 10,
+            seed: d as u64,
+        };
+        assert!(
+            offsets(dims, strides, start, 10).is_none(),
+            "{c:?} is valid"
+        );
+        raw(&c)?;
+    }
+    // Empty views are valid wherever they start, even past the storage.
+    for (dims, strides, start) in [(&[0usize][..], &[1usize][..], 99), (&[3, 0], &[9, 1], 50)] {
+        let c = Raw_ {
+            dtype: DType::F32,
+            dims: dims.to_vec(),
+            strides: strides.to_vec(),
+            start,
+            len: 10,
+            seed: 1,
+        };
+        assert_eq!(offsets(dims, strides, start, 10), Some(vec![]));
+        raw(&c)?;
     }
     Ok(())
 }

@@ -3,7 +3,10 @@
 //! the crate's kernels).
 #![allow(dead_code)]
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, InplaceOp1, Layout};
+use candle_core::{Result, Tensor};
+use candle_leaky_relu::{LeakyRelu, LeakyReluBackward};
 use half::{bf16, f16};
 
 /// The four dtypes of the contract.
@@ -189,5 +192,95 @@ pub fn assert_bits_eq(what: &str, got: &[u64], want: &[u64]) {
             got[i],
             want[i]
         );
+    }
+}
+
+/// The backend storage of one device, as the op's trait methods take it: the way to hand them
+/// layouts that candle itself would never build.
+pub enum Raw {
+    /// CPU storage.
+    Cpu(CpuStorage),
+    /// CUDA storage (a stand-in type without the `cuda` feature, never built then).
+    Cuda(candle_core::CudaStorage),
+    /// Metal storage (a stand-in type without the `metal` feature, never built then).
+    Metal(candle_core::MetalStorage),
+}
+
+/// CPU storage holding exactly these bit patterns.
+pub fn storage_from_bits(dtype: DType, bits: &[u64]) -> CpuStorage {
+    match dtype {
+        DType::F16 => CpuStorage::F16(bits.iter().map(|&b| f16::from_bits(b as u16)).collect()),
+        DType::BF16 => CpuStorage::BF16(bits.iter().map(|&b| bf16::from_bits(b as u16)).collect()),
+        DType::F32 => CpuStorage::F32(bits.iter().map(|&b| f32::from_bits(b as u32)).collect()),
+        DType::F64 => CpuStorage::F64(bits.iter().map(|&b| f64::from_bits(b)).collect()),
+        d => panic!("not a contract dtype: {d:?}"),
+    }
+}
+
+/// The bit patterns of every element of a CPU storage, in storage order.
+pub fn storage_bits(s: &CpuStorage) -> Vec<u64> {
+    match s {
+        CpuStorage::F16(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+        CpuStorage::BF16(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+        CpuStorage::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
+        CpuStorage::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
+        s => panic!("not a contract dtype: {:?}", s.dtype()),
+    }
+}
+
+impl Raw {
+    /// `bits` of `dtype` as a storage on `dev`.
+    pub fn new(dev: &Device, dtype: DType, bits: &[u64]) -> Result<Self> {
+        let cpu = storage_from_bits(dtype, bits);
+        Ok(match dev {
+            Device::Cpu => Raw::Cpu(cpu),
+            Device::Cuda(d) => Raw::Cuda(d.storage_from_cpu_storage(&cpu)?),
+            Device::Metal(d) => Raw::Metal(d.storage_from_cpu_storage(&cpu)?),
+        })
+    }
+
+    /// The storage's bits, read back to the host.
+    pub fn bits(&self) -> Result<Vec<u64>> {
+        Ok(storage_bits(&match self {
+            Raw::Cpu(s) => s.clone(),
+            Raw::Cuda(s) => s.to_cpu_storage()?,
+            Raw::Metal(s) => s.to_cpu_storage()?,
+        }))
+    }
+
+    /// `CustomOp1::*_fwd` of `op` with layout `l`: the output's bits.
+    pub fn fwd(&self, op: &LeakyRelu, l: &Layout) -> Result<Vec<u64>> {
+        let out = match self {
+            Raw::Cpu(s) => CustomOp1::cpu_fwd(op, s, l)?.0,
+            Raw::Cuda(s) => CustomOp1::cuda_fwd(op, s, l)?.0.to_cpu_storage()?,
+            Raw::Metal(s) => CustomOp1::metal_fwd(op, s, l)?.0.to_cpu_storage()?,
+        };
+        Ok(storage_bits(&out))
+    }
+
+    /// `CustomOp2::*_fwd` of `op` on `(self, l1)` and `(dy, l2)`: the output's bits.
+    pub fn bwd(
+        &self,
+        l1: &Layout,
+        dy: &Raw,
+        l2: &Layout,
+        op: &LeakyReluBackward,
+    ) -> Result<Vec<u64>> {
+        let out = match (self, dy) {
+            (Raw::Cpu(x), Raw::Cpu(g)) => op.cpu_fwd(x, l1, g, l2)?.0,
+            (Raw::Cuda(x), Raw::Cuda(g)) => op.cuda_fwd(x, l1, g, l2)?.0.to_cpu_storage()?,
+            (Raw::Metal(x), Raw::Metal(g)) => op.metal_fwd(x, l1, g, l2)?.0.to_cpu_storage()?,
+            _ => panic!("operands on different devices"),
+        };
+        Ok(storage_bits(&out))
+    }
+
+    /// `InplaceOp1::*_fwd` of `op` with layout `l`.
+    pub fn inplace(&mut self, op: &LeakyRelu, l: &Layout) -> Result<()> {
+        match self {
+            Raw::Cpu(s) => InplaceOp1::cpu_fwd(op, s, l),
+            Raw::Cuda(s) => InplaceOp1::cuda_fwd(op, s, l),
+            Raw::Metal(s) => InplaceOp1::metal_fwd(op, s, l),
+        }
     }
 }
