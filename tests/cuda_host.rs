@@ -51,7 +51,11 @@ fn launches(_: usize, c: &Case) -> Vec<String> {
     let last = g.len() - 1;
     (g.iter().enumerate())
         .flat_map(|(i, (g, b))| {
-            let widths = if contiguous && i < last { &[32][..] } else { &[32, 64] };
+            let widths = if contiguous && i < last {
+                &[32][..]
+            } else {
+                &[32, 64]
+            };
             (widths.iter()).map(move |w| format!("{} {g} {b} {w}", contiguous as u8))
         })
         .collect()
