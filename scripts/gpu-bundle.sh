@@ -88,7 +88,7 @@ ls -la .gpu/bin >&2
 (cd .gpu && XZ_OPT=-9 tar -cJf bundle.tar.xz bin && rm -rf bin)
 size=$(stat -c %s .gpu/bundle.tar.xz)
 echo "bundle: .gpu/bundle.tar.xz $((size >> 20)) MiB" >&2
-[[ $size -lt $((56 << 20)) ]] || { echo "gpu-bundle: bundle too large for the 64 MiB carry cap" >&2; exit 1; }
+[[ $size -lt $((56 << 20)) ]] || { echo "gpu-bundle: bundle over the 56 MiB size limit" >&2; exit 1; }
 
 cat > .gpu/run.sh <<RUN
 #!/usr/bin/env bash
