@@ -2,9 +2,11 @@
 //!
 //! For f32 and bf16 at 64M and 256M elements: the fused forward, backward and in-place ops,
 //! candle-nn's composite `ops::leaky_relu`, and a device-to-device copy of the same bytes into a
-//! preallocated buffer (the bandwidth limit), timed with CUDA events (median of 30 after 5 warm-up
-//! runs). One JSON object per line, the format of `scripts/bench_torch.py`, then the ratios the
-//! issue sets targets for. `cargo bench --features cuda --bench cuda [-- SIZES]`.
+//! preallocated buffer (the bandwidth limit); the same ops on views narrowed by one element (a
+//! misaligned start: `*_narrow`) and on the transpose of an `[n / 4096, 4096]` tensor (a strided
+//! walk: `*_transposed`, forward and backward). Timed with CUDA events (median of 30 after 5
+//! warm-up runs). One JSON object per line, the format of `scripts/bench_torch.py`, then ratios
+//! within this run. `cargo bench --features cuda --bench cuda [-- SIZES]`.
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
 use candle_core::cuda_backend::cudarc::driver::DeviceRepr;
@@ -89,17 +91,47 @@ fn main() -> Result<()> {
             run("inplace", 2 * n * es, ms);
             let ms = time_ms(&dev, || candle_nn::ops::leaky_relu(&x, ALPHA).map(drop))?;
             run("candle_nn_composite", 2 * n * es, ms);
+            // Narrowed by one element: the inputs start 2 or 4 bytes past a 16-byte boundary.
+            let (xb, dyb) = (x.narrow(0, 1, n - 1)?, dy.narrow(0, 1, n - 1)?);
+            let ms = time_ms(&dev, || xb.apply_op1(LeakyRelu(ALPHA)).map(drop))?;
+            run("forward_narrow", 2 * n * es, ms);
+            let ms = time_ms(&dev, || {
+                xb.apply_op2_no_bwd(&dyb, &LeakyReluBackward(ALPHA))
+                    .map(drop)
+            })?;
+            run("backward_narrow", 3 * n * es, ms);
+            let ms = time_ms(&dev, || xb.inplace_op1(&LeakyRelu(ALPHA)))?;
+            run("inplace_narrow", 2 * n * es, ms);
+            if n % 4096 == 0 {
+                let t = |v: &Tensor| v.reshape((n / 4096, 4096))?.t();
+                let (xt, dyt) = (t(&x)?, t(&dy)?);
+                let ms = time_ms(&dev, || xt.apply_op1(LeakyRelu(ALPHA)).map(drop))?;
+                run("forward_transposed", 2 * n * es, ms);
+                let ms = time_ms(&dev, || {
+                    xt.apply_op2_no_bwd(&dyt, &LeakyReluBackward(ALPHA))
+                        .map(drop)
+                })?;
+                run("backward_transposed", 3 * n * es, ms);
+            }
         }
     }
     for &n in &sizes {
         for dtype in [DType::F32, DType::BF16] {
             let r = |op| rows[&(n, dtype, op)];
             println!(
-                "{{\"ratios\": true, \"dtype\": \"{}\", \"n\": {n}, \"forward_vs_copy_bw\": {:.3}, \"backward_vs_copy_bw\": {:.3}, \"composite_time_over_ours\": {:.2}}}",
+                "{{\"ratios\": true, \"dtype\": \"{}\", \"n\": {n}, \"forward_vs_copy_bw\": {:.3}, \"backward_vs_copy_bw\": {:.3}, \"composite_time_over_ours\": {:.2}, \"narrow_time_over_aligned\": [{:.3}, {:.3}, {:.3}]{}}}",
                 dtype.as_str(),
                 r("forward").1 / r("copy").1,
                 r("backward").1 / r("copy").1,
-                r("candle_nn_composite").0 / r("forward").0
+                r("candle_nn_composite").0 / r("forward").0,
+                r("forward_narrow").0 / r("forward").0,
+                r("backward_narrow").0 / r("backward").0,
+                r("inplace_narrow").0 / r("inplace").0,
+                rows.get(&(n, dtype, "forward_transposed")).map_or(String::new(), |t| format!(
+                    ", \"transposed_time_over_contiguous\": [{:.3}, {:.3}]",
+                    t.0 / r("forward").0,
+                    rows[&(n, dtype, "backward_transposed")].0 / r("backward").0
+                ))
             );
         }
     }

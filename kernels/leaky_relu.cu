@@ -1,19 +1,26 @@
 // LeakyReLU for candle-leaky-relu: forward, backward (x, dy -> dx) and in-place forward for
 // f32, f64, f16 and bf16, bit for bit as NUMERICS.md says.
 //
-// - One template body per direction, stamped per dtype by LEAKY_RELU_OPS into extern "C"
-//   entry points: leaky_relu_{fwd,bwd,inplace}_{f32,f64,f16,bf16}.
-// - Contiguous operands (info == nullptr): 16-byte vector loads and stores when every pointer
-//   has the same offset from a 16-byte boundary (scalar head up to it, scalar tail), else
-//   scalar loads (a narrowed view's offset can break alignment; never a misaligned vector).
+// - One template body per direction, stamped per dtype and index width by LEAKY_RELU_OPS into
+//   extern "C" entry points: leaky_relu_{fwd,bwd,inplace}_{f32,f64,f16,bf16}_{u32,u64}.
+// - Contiguous operands (info == nullptr): the output is written in 16-byte vector stores (after
+//   a scalar head up to its first 16-byte boundary, only in place: a fresh output is aligned).
+//   An input at a 16-byte boundary there is read in 16-byte vectors; one that is not (a narrowed
+//   view) is read as the two aligned vectors around each pack of elements, picked at positions
+//   fixed at compile time (one instantiation per element offset): never a misaligned vector,
+//   never an element outside the view (the first pack and the last few elements of such a
+//   view go through the scalar loops).
 // - Strided operands (info != nullptr): info = dims[nd] ++ x_strides[nd] (++ dy_strides[nd]
-//   for backward); the output of fwd/bwd is contiguous, in-place writes through x's strides.
-// - All indices are 64-bit (size_t), grid-stride loops, any grid size.
+//   for backward), as size_t; the output of fwd/bwd is contiguous, in-place writes through x's
+//   strides. The _u32 entry points walk them with 32-bit arithmetic (the host picks them when
+//   the element count and every offset of the walk fit in 32 bits), the _u64 ones with 64-bit;
+//   backward derives both offsets from one division per dimension.
+// - Grid-stride loops with 64-bit counters: any grid size, any element count.
 // - f16/bf16 compute in f32 with explicit conversions (round to nearest even); a NaN product
 //   becomes the canonical NaN; a NaN input passes through (forward). Build WITHOUT fast math.
 //
 // The file also compiles unchanged with g++ and tests/cuda_host/shim.h (the host-run tests):
-// keep to plain C++ and the few CUDA names the shim defines.
+// keep to plain C++17 and the few CUDA names the shim defines.
 #include <stdint.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
@@ -65,72 +72,102 @@ __device__ __forceinline__ T apply(T x, T dy, typename E<T>::C a) {
     return v <= 0 ? scaled<T>(v, a) : x;
 }
 
-// Sixteen bytes of T: loads and stores of it are single vector instructions.
-template <typename T> struct alignas(16) Pack { T e[16 / sizeof(T)]; };
+// Elements of T in sixteen bytes.
+template <typename T> constexpr unsigned W = 16 / sizeof(T);
 
-// Storage offset of logical (row-major) element i of a view.
-__device__ __forceinline__ size_t offset_of(size_t i, size_t nd, const size_t* dims, const size_t* strides) {
-    size_t off = 0;
-    for (size_t d = nd; d-- > 0;) {
-        off += (i % dims[d]) * strides[d];
-        i /= dims[d];
+// Sixteen bytes of T: loads and stores of it are single vector instructions.
+template <typename T> struct alignas(16) Pack { T e[W<T>]; };
+
+// The W elements that start Q elements past the aligned pack a[0] (0 < Q < W): two aligned
+// loads, elements picked at compile-time positions. q selects Q at run time (the same q in
+// every thread of a launch).
+template <typename T, unsigned Q = 1>
+__device__ __forceinline__ Pack<T> load_at(const Pack<T>* a, const unsigned q) {
+    if constexpr (Q + 1 < W<T>) {
+        if (q != Q) return load_at<T, Q + 1>(a, q);
     }
-    return off;
+    const Pack<T> lo = a[0], hi = a[1];
+    Pack<T> r;
+    for (unsigned k = 0; k < W<T>; ++k) r.e[k] = k + Q < W<T> ? lo.e[(k + Q) % W<T>] : hi.e[(k + Q) % W<T>];
+    return r;
+}
+
+// The W elements from p on, where p is q elements past a 16-byte boundary.
+template <typename T>
+__device__ __forceinline__ Pack<T> load(const T* p, const unsigned q) {
+    return q == 0 ? *(const Pack<T>*)p : load_at<T>((const Pack<T>*)(p - q), q);
 }
 
 // out = op(x, dy) over n elements; dy is only read in BWD mode, out aliases x in INPLACE mode.
-template <Mode M, typename T>
+// I is the index type of the strided walk.
+template <Mode M, typename I, typename T>
 __device__ void map(const size_t n, const size_t nd, const size_t* info, const T* x, const T* dy, T* out,
                     const typename E<T>::C a) {
     const size_t first = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const size_t step = (size_t)gridDim.x * blockDim.x;
     if (info != nullptr) {
-        const size_t* dims = info;
         for (size_t i = first; i < n; i += step) {
-            const size_t ox = offset_of(i, nd, dims, info + nd);
-            const T g = M == BWD ? dy[offset_of(i, nd, dims, info + 2 * nd)] : x[ox];
+            // Storage offsets of logical (row-major) element i in x and dy.
+            I rest = (I)i, ox = 0, og = 0;
+            for (size_t d = nd; d-- > 0;) {
+                const I dim = (I)info[d], r = rest % dim;
+                rest /= dim;
+                ox += r * (I)info[nd + d];
+                if (M == BWD) og += r * (I)info[2 * nd + d];
+            }
+            const T g = M == BWD ? dy[og] : x[ox];
             out[M == INPLACE ? ox : i] = apply<M>(x[ox], g, a);
         }
         return;
     }
-    const size_t W = 16 / sizeof(T);
-    const size_t mis = (uintptr_t)x % 16;
-    const bool same = (uintptr_t)out % 16 == mis && (M != BWD || (uintptr_t)dy % 16 == mis);
-    // Elements before the first 16-byte boundary (all of them when the pointers disagree).
-    const size_t to_edge = (16 - mis) % 16 / sizeof(T);
-    const size_t head = !same ? n : to_edge < n ? to_edge : n;
-    const size_t packs = (n - head) / W;
-    const Pack<T>* px = (const Pack<T>*)(x + head);
-    const Pack<T>* pg = (const Pack<T>*)(dy + head);
+    constexpr unsigned w = W<T>;
+    // Elements of out before its first 16-byte boundary: none for a fresh output.
+    const size_t edge = (16 - (uintptr_t)out % 16) % 16 / sizeof(T);
+    const size_t head = edge < n ? edge : n;
+    // Where the inputs of the first pack lie from a 16-byte boundary, in elements (0 in place).
+    const unsigned qx = (uintptr_t)(x + head) % 16 / sizeof(T);
+    const unsigned qg = M == BWD ? (uintptr_t)(dy + head) % 16 / sizeof(T) : 0;
+    // Packs [p0, p1) from head on are stored whole. A misaligned input's loads reach q elements
+    // before a pack and w - q after it: its first pack and those too near the end are left to
+    // the scalar loops, so no load leaves the view.
+    const unsigned sx = qx ? w - qx : 0, sg = qg ? w - qg : 0, slack = sx > sg ? sx : sg;
+    size_t p1 = n - head >= slack ? (n - head - slack) / w : 0, p0 = slack ? 1 : 0;
+    if (p1 <= p0) p0 = p1 = 0;
     Pack<T>* po = (Pack<T>*)(out + head);
-    for (size_t p = first; p < packs; p += step) {
-        const Pack<T> vx = px[p];
-        const Pack<T> vg = M == BWD ? pg[p] : vx;
+    for (size_t p = p0 + first; p < p1; p += step) {
+        const Pack<T> vx = load(x + head + p * w, qx);
+        const Pack<T> vg = M == BWD ? load(dy + head + p * w, qg) : vx;
         Pack<T> r;
-        for (size_t k = 0; k < W; ++k) r.e[k] = apply<M>(vx.e[k], vg.e[k], a);
+        for (unsigned k = 0; k < w; ++k) r.e[k] = apply<M>(vx.e[k], vg.e[k], a);
         po[p] = r;
     }
-    for (size_t i = first; i < head; i += step) out[i] = apply<M>(x[i], M == BWD ? dy[i] : x[i], a);
-    for (size_t i = head + packs * W + first; i < n; i += step) out[i] = apply<M>(x[i], M == BWD ? dy[i] : x[i], a);
+    const size_t v0 = head + p0 * w, v1 = head + p1 * w;
+    for (size_t i = first; i < v0; i += step) out[i] = apply<M>(x[i], M == BWD ? dy[i] : x[i], a);
+    for (size_t i = v1 + first; i < n; i += step) out[i] = apply<M>(x[i], M == BWD ? dy[i] : x[i], a);
 }
 
 }  // namespace leaky_relu
 
-#define LEAKY_RELU_OPS(T, S, SUFFIX)                                                                     \
+#define LEAKY_RELU_OPS(T, S, SUFFIX, I)                                                                 \
     extern "C" __global__ void leaky_relu_fwd_##SUFFIX(const size_t n, const size_t nd, const size_t* info, \
                                                        const T* x, T* y, const S a) {                      \
-        leaky_relu::map<leaky_relu::FWD, T>(n, nd, info, x, x, y, a);                                    \
+        leaky_relu::map<leaky_relu::FWD, I, T>(n, nd, info, x, x, y, a);                                 \
     }                                                                                                    \
     extern "C" __global__ void leaky_relu_bwd_##SUFFIX(const size_t n, const size_t nd, const size_t* info, \
                                                        const T* x, const T* dy, T* dx, const S a) {        \
-        leaky_relu::map<leaky_relu::BWD, T>(n, nd, info, x, dy, dx, a);                                  \
+        leaky_relu::map<leaky_relu::BWD, I, T>(n, nd, info, x, dy, dx, a);                               \
     }                                                                                                    \
     extern "C" __global__ void leaky_relu_inplace_##SUFFIX(const size_t n, const size_t nd,                \
                                                            const size_t* info, T* x, const S a) {          \
-        leaky_relu::map<leaky_relu::INPLACE, T>(n, nd, info, x, x, x, a);                                \
+        leaky_relu::map<leaky_relu::INPLACE, I, T>(n, nd, info, x, x, x, a);                             \
     }
 
-LEAKY_RELU_OPS(float, float, f32)
-LEAKY_RELU_OPS(double, double, f64)
-LEAKY_RELU_OPS(__half, float, f16)
-LEAKY_RELU_OPS(__nv_bfloat16, float, bf16)
+// Per dtype: 32-bit and 64-bit index variants.
+#define LEAKY_RELU_DTYPE(T, S, SUFFIX)             \
+    LEAKY_RELU_OPS(T, S, SUFFIX##_u32, uint32_t) \
+    LEAKY_RELU_OPS(T, S, SUFFIX##_u64, uint64_t)
+
+LEAKY_RELU_DTYPE(float, float, f32)
+LEAKY_RELU_DTYPE(double, double, f64)
+LEAKY_RELU_DTYPE(__half, float, f16)
+LEAKY_RELU_DTYPE(__nv_bfloat16, float, bf16)

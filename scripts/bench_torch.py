@@ -3,8 +3,11 @@
 
 --device cuda (default; run by .gpu/run.sh on the GPU machine): for f32 and bf16 at N elements
 (default 64M and 256M): F.leaky_relu forward, its backward (torch.ops.aten.leaky_relu_backward,
-the fused gradient), and a device-to-device copy of the same bytes, timed with CUDA events
-(median of --iters after --warmup).
+the fused gradient), in place (F.leaky_relu_), and a device-to-device copy of the same bytes;
+the same three on views narrowed by one element (`*_narrow`, a misaligned start), and forward
+and backward on the transpose of an [N / 4096, 4096] tensor into a contiguous output
+(`*_transposed`, the aten `.out` / `.grad_input` overloads: the work benches/cuda.rs measures).
+Timed with CUDA events (median of --iters after --warmup).
 
 --device cpu: the groups of benches/leaky_relu.rs (f32 4K/256K/4M/64M, f16/bf16/f64 4M) with
 the same baselines: `tensor_copy` (x.clone(): allocation + copy), `memcpy_prealloc`
@@ -54,7 +57,21 @@ def cuda_rows(a):
                 "forward": (lambda: F.leaky_relu(x, a.alpha), 2 * n * es),
                 "backward": (lambda: torch.ops.aten.leaky_relu_backward(dy, x, a.alpha, False), 3 * n * es),
                 "copy3": (lambda: torch.add(x, dy, out=out), 3 * n * es),
+                "inplace": (lambda: F.leaky_relu_(x, a.alpha), 2 * n * es),
+                "forward_narrow": (lambda: F.leaky_relu(x[1:], a.alpha), 2 * n * es),
+                "backward_narrow": (
+                    lambda: torch.ops.aten.leaky_relu_backward(dy[1:], x[1:], a.alpha, False), 3 * n * es),
+                "inplace_narrow": (lambda: F.leaky_relu_(x[1:], a.alpha), 2 * n * es),
             }
+            xt = dyt = out2 = None
+            if n % 4096 == 0:
+                xt, dyt = x.view(n // 4096, 4096).t(), dy.view(n // 4096, 4096).t()
+                out2 = out.view(4096, n // 4096)
+                cases["forward_transposed"] = (
+                    lambda: torch.ops.aten.leaky_relu.out(xt, a.alpha, out=out2), 2 * n * es)
+                cases["backward_transposed"] = (
+                    lambda: torch.ops.aten.leaky_relu_backward.grad_input(
+                        dyt, xt, a.alpha, False, grad_input=out2), 3 * n * es)
             for name, (fn, nbytes) in cases.items():
                 ms = time_ms_cuda(fn, a.warmup, a.iters)
                 yield {
@@ -62,7 +79,7 @@ def cuda_rows(a):
                     "op": name, "dtype": str(dtype).replace("torch.", ""), "n": n,
                     "ms": round(ms, 4), "gb_per_s": round(nbytes / ms / 1e6, 1),
                 }
-            del x, dy, out
+            del x, dy, out, cases, xt, dyt, out2
             torch.cuda.empty_cache()
 
 

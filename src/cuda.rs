@@ -1,12 +1,15 @@
 //! CUDA backend: the kernels of `kernels/leaky_relu.cu`, compiled to PTX by `build.rs`.
 //!
 //! - The PTX module is loaded once per device through candle's cache of custom modules, under a
-//!   name unique to this crate ([`MODULE`]).
-//! - Contiguous operands (any start offset) are passed as flat pointers: the kernel uses 16-byte
-//!   vector accesses where the pointers allow. Other layouts pass `dims ++ strides` (backward:
-//!   `dims ++ x strides ++ dy strides`) and are walked in place with 64-bit indices, never copied.
-//! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count and
-//!   the kernels' grid-stride loops cover the rest.
+//!   name unique to this crate and its version ([`MODULE`]).
+//! - Contiguous operands (any start offset) are passed as flat pointers: the kernel stores the
+//!   output in 16-byte vectors and reads each input in 16-byte vectors, a misaligned one (a
+//!   narrowed view) as the aligned vectors around its elements. Other layouts pass
+//!   `dims ++ strides` (backward: `dims ++ x strides ++ dy strides`) and are walked in place,
+//!   never copied: with 32-bit index arithmetic when the walk fits in 32 bits ([`fits_u32`]),
+//!   else 64-bit.
+//! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count
+//!   (asked once per device) and the kernels' grid-stride loops cover the rest.
 
 use crate::op::{self, Slope};
 use candle_core::backend::BackendStorage;
@@ -18,12 +21,17 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::{CudaStorageSlice as S, SlicePtrOrNull, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, DType, Error, Layout, Result};
 use half::{bf16, f16};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The PTX of `kernels/leaky_relu.cu`.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/leaky_relu.ptx"));
-/// The key of our module in candle's per-device cache of custom modules.
-const MODULE: &str = "candle_leaky_relu::leaky_relu";
+/// The key of our module in candle's per-device cache of custom modules: with the version, so that
+/// two versions of this crate in one process each load their own PTX.
+const MODULE: &str = concat!(
+    "candle_leaky_relu-",
+    env!("CARGO_PKG_VERSION"),
+    "::leaky_relu"
+);
 /// Threads per block.
 const BLOCK: u32 = 256;
 
@@ -53,7 +61,49 @@ kernel! {
     f64: "f64", f64;
 }
 
-/// One prepared launch of `leaky_relu_{op}_{suffix}`: the function, the grid, and the leading
+/// Whether a strided walk over `layouts` (one shape of `n > 0` elements) fits the kernels' 32-bit
+/// index arithmetic: `n` and every offset it computes, up to `sum((dim - 1) * stride)`, below 2^32
+/// (then so is every dim, and every stride of a dim above 1).
+fn fits_u32(n: usize, layouts: &[&Layout]) -> bool {
+    let max = u32::MAX as usize;
+    n <= max
+        && layouts.iter().all(|l| {
+            (l.dims().iter().zip(l.stride()))
+                .try_fold(0usize, |m, (&d, &s)| {
+                    m.checked_add(d.saturating_sub(1).checked_mul(s)?)
+                })
+                .is_some_and(|m| m <= max)
+        })
+}
+
+/// The number of blocks of [`BLOCK`] threads that fill `dev` (multiprocessors times resident
+/// blocks each), asked of the driver once per device ordinal.
+fn resident_blocks(dev: &CudaDevice) -> Result<usize> {
+    static CACHE: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+    let ctx = dev.cuda_stream().context().clone();
+    let ordinal = ctx.ordinal();
+    // A poisoned lock still holds complete entries: each is pushed whole.
+    let cached = (CACHE.lock().unwrap_or_else(|e| e.into_inner()).iter())
+        .find(|e| e.0 == ordinal)
+        .map(|e| e.1);
+    if let Some(b) = cached {
+        return Ok(b);
+    }
+    let sms = ctx
+        .attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .w()?;
+    let per_sm = ctx
+        .attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)
+        .w()?;
+    let blocks = sms.max(1) as usize * (per_sm.max(0) as usize / BLOCK as usize).max(1);
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((ordinal, blocks));
+    Ok(blocks)
+}
+
+/// One prepared launch of `leaky_relu_{op}_{suffix}_u{32,64}`: the function, the grid, and the leading
 /// arguments `(n, nd, info)`; the caller adds the pointers and the slope.
 struct Launch<T: Kernel> {
     func: CudaFunction,
@@ -88,16 +138,14 @@ impl<T: Kernel> Launch<T> {
         } else {
             n
         };
-        let ctx = dev.cuda_stream().context().clone();
-        let sms = ctx
-            .attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .w()?;
-        let per_sm = ctx
-            .attribute(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)
-            .w()?;
-        let resident = sms.max(1) as usize * (per_sm as usize / BLOCK as usize).max(1);
-        let blocks = work.div_ceil(BLOCK as usize).min(resident);
-        let name = format!("leaky_relu_{op}_{}", T::SUFFIX);
+        let blocks = work.div_ceil(BLOCK as usize).min(resident_blocks(dev)?);
+        // Contiguous launches ignore the index width; they take the 32-bit entry point.
+        let width = if contiguous || fits_u32(n, layouts) {
+            32
+        } else {
+            64
+        };
+        let name = format!("leaky_relu_{op}_{}_u{width}", T::SUFFIX);
         Ok(Some(Self {
             func: dev
                 .get_or_load_custom_func(&name, MODULE, PTX)?
@@ -260,5 +308,37 @@ pub(crate) fn forward_inplace(a: Slope, s: &mut CudaStorage, l: &Layout) -> Resu
         S::F32(x) => fwd_inplace(a, x, l, device),
         S::F64(x) => fwd_inplace(a, x, l, device),
         _ => Err(op::unsupported(dtype, op::INPLACE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits_u32;
+    use candle_core::{Layout, Shape};
+
+    #[test]
+    fn index_width() {
+        let l =
+            |dims: &[usize], stride: &[usize]| Layout::new(Shape::from(dims), stride.to_vec(), 0);
+        let fits =
+            |dims: &[usize], stride: &[usize]| fits_u32(dims.iter().product(), &[&l(dims, stride)]);
+        let max = u32::MAX as usize;
+        // (dims, strides, fits): the largest offset is sum((dim - 1) * stride).
+        let cases: [(&[usize], &[usize], bool); 8] = [
+            (&[2, 3], &[1, 2], true),
+            (&[2, 3], &[max - 2, 1], true),
+            (&[2, 3], &[max - 1, 1], false),
+            (&[1, 7], &[usize::MAX, 1], true),
+            (&[3, 1 << 30], &[0, 1], true),
+            (&[5, 1 << 30], &[0, 1], false),
+            (&[2, 2], &[1 << 40, 1], false),
+            (&[2, 2], &[usize::MAX, 1], false),
+        ];
+        for (dims, stride, want) in cases {
+            assert_eq!(fits(dims, stride), want, "{dims:?} {stride:?}");
+        }
+        // Backward: both layouts must fit.
+        let (a, b) = (l(&[4, 4], &[4, 1]), l(&[4, 4], &[1 << 31, 1]));
+        assert!(fits_u32(16, &[&a, &a]) && !fits_u32(16, &[&a, &b]));
     }
 }

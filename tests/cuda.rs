@@ -1,12 +1,15 @@
 //! CUDA-specific tests (feature `cuda`, and a CUDA device; without one they print SKIPPED and
 //! pass): every case of the host-run kernel tests through the op on the GPU, empty and
-//! one-element tensors, and a view of more than 2^31 elements (64-bit indexing).
+//! one-element tensors, a view of more than 2^31 elements, and a strided view whose offsets pass
+//! 2^32 (the 64-bit index entry points).
 #![cfg(feature = "cuda")]
 
 mod common;
 mod host;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::cuda_backend::WrapErr;
+use candle_core::op::BackpropOp;
+use candle_core::{CudaStorage, DType, Device, Result, Storage, Tensor};
 use candle_leaky_relu::{LeakyRelu, LeakyReluBackward};
 use common::{assert_bits_eq, from_bits, ref_fwd, to_bits, DTYPES};
 use half::f16;
@@ -59,8 +62,38 @@ fn empty_and_single_element() -> Result<()> {
     Ok(())
 }
 
-/// More than 2^31 f16 elements (8 GiB of device memory): contiguous (vector path), a
-/// misaligned narrow (scalar path) and a strided broadcast, checked in full against the CPU.
+/// Whether a test that needs `need` bytes of device memory can run: when the device has less
+/// free, it reports a skip with the figures; when it has enough, `alloc` must succeed, and a
+/// failure is an error (a skip without `CANDLE_LEAKY_RELU_REQUIRE_GPU`).
+fn big<T>(dev: &Device, need: usize, alloc: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+    let (free, total) = (dev.as_cuda_device()?.cuda_stream().context())
+        .mem_get_info()
+        .w()?;
+    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    let seen = format!(
+        "needs {:.1} GiB, the device had {:.1} GiB free of {:.1} GiB",
+        gib(need),
+        gib(free),
+        gib(total)
+    );
+    if free < need {
+        eprintln!("SKIPPED: {seen}");
+        return Ok(None);
+    }
+    match alloc() {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if std::env::var_os("CANDLE_LEAKY_RELU_REQUIRE_GPU").is_some() => {
+            panic!("allocation failed although the test {seen}: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: allocation failed ({seen}): {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// More than 2^31 f16 elements (4 GiB of input, outputs up to 6 GiB): contiguous, a misaligned
+/// narrow and a strided broadcast, checked in full against the CPU.
 #[test]
 fn more_than_2_pow_31_elements() -> Result<()> {
     let Some(dev) = cuda() else { return Ok(()) };
@@ -68,15 +101,8 @@ fn more_than_2_pow_31_elements() -> Result<()> {
     let host: Vec<f16> = (0..n + 1)
         .map(|i| f16::from_bits((i * 40503) as u16))
         .collect();
-    let x = match Tensor::from_vec(host, n + 1, &dev) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: cannot allocate {} GiB on the device ({e})",
-                (n * 2) >> 30
-            );
-            return Ok(());
-        }
+    let Some(x) = big(&dev, 11 << 30, || Tensor::from_vec(host, n + 1, &dev))? else {
+        return Ok(());
     };
     let bits = |t: &Tensor| -> Result<Vec<u16>> {
         Ok(t.flatten_all()?
@@ -125,6 +151,65 @@ fn non_contract_dtypes_are_refused_on_cuda() -> Result<()> {
     for dtype in [DType::U8, DType::U32, DType::I64] {
         let x = Tensor::zeros(4, dtype, &dev)?;
         assert!(x.apply_op1(LeakyRelu(0.1)).is_err(), "{dtype:?} accepted");
+    }
+    Ok(())
+}
+
+/// A strided view whose offsets pass 2^32 elements (17 rows of 8, rows 2^28 + 8 apart, in an
+/// 8.5 GiB f16 storage that is zero elsewhere): forward and backward must take the 64-bit index
+/// entry points; 32-bit offsets would wrap to other rows. In place writes the rows in storage.
+#[test]
+fn offsets_past_2_pow_32() -> Result<()> {
+    let Some(dev) = cuda() else { return Ok(()) };
+    let (rows, row) = (17, (1usize << 28) + 8);
+    let cuda_dev = dev.as_cuda_device()?.clone();
+    let Some(mut s) = big(&dev, (rows * row * 2) + (1 << 30), || {
+        cuda_dev.alloc_zeros::<f16>(rows * row)
+    })?
+    else {
+        return Ok(());
+    };
+    let vals: Vec<f16> = (0..rows * 8)
+        .map(|i| f16::from_bits((i as u16).wrapping_mul(40503) ^ 0x8000 * (i as u16 & 1)))
+        .collect();
+    let stream = cuda_dev.cuda_stream();
+    for r in 0..rows {
+        let mut dst = s.slice_mut(r * row..r * row + 8);
+        stream.memcpy_htod(&vals[r * 8..r * 8 + 8], &mut dst).w()?;
+    }
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(s, cuda_dev.clone()));
+    let t = Tensor::from_storage(storage, rows * row, BackpropOp::none(), false);
+    let view = t.reshape((rows, row))?.narrow(1, 0, 8)?;
+    assert_eq!(view.stride(), [row, 1]);
+    let rev: Vec<f16> = vals.iter().rev().copied().collect();
+    let cpu = Tensor::from_vec(vals, (rows, 8), &Device::Cpu)?;
+    let dy_cpu = Tensor::from_vec(rev, (rows, 8), &Device::Cpu)?;
+    let dy = dy_cpu.to_device(&dev)?;
+    for (what, got, want) in [
+        (
+            "forward",
+            view.apply_op1(LeakyRelu(-0.5))?,
+            cpu.apply_op1(LeakyRelu(-0.5))?,
+        ),
+        (
+            "backward",
+            view.apply_op2_no_bwd(&dy, &LeakyReluBackward(0.01))?,
+            cpu.apply_op2_no_bwd(&dy_cpu, &LeakyReluBackward(0.01))?,
+        ),
+    ] {
+        assert_bits_eq(what, &to_bits(&got)?, &to_bits(&want)?);
+    }
+    view.inplace_op1(&LeakyRelu(1.5))?;
+    let want = to_bits(&cpu.apply_op1(LeakyRelu(1.5))?)?;
+    let (st, _) = t.storage_and_layout();
+    let Storage::Cuda(st) = &*st else {
+        panic!("a CUDA tensor")
+    };
+    let slice = st.as_cuda_slice::<f16>()?;
+    for r in 0..rows {
+        let got = stream.memcpy_dtov(&slice.slice(r * row..r * row + 8)).w()?;
+        let got: Vec<u64> = got.iter().map(|v| v.to_bits() as u64).collect();
+        assert_bits_eq(&format!("in place, row {r}"), &got, &want[r * 8..r * 8 + 8]);
     }
     Ok(())
 }

@@ -3,7 +3,10 @@
 //! nearest even), and `tests/cuda_host/driver.cpp` calls every entry point once per simulated
 //! thread over several grids (one thread, grids much smaller than the work so the grid-stride
 //! loops wrap, one thread per item). The results must equal the CPU path's bits on every case of
-//! `tests/host`, and deliberately wrong copies of the kernel must fail.
+//! `tests/host`, and deliberately wrong copies of the kernel must fail. The driver is built with
+//! AddressSanitizer and poisons every byte outside the elements of each view, so a kernel that
+//! reads or writes past a view fails too, even where the bits it returns are right; a misaligned
+//! vector access (a fault on the GPU) stops it through UBSan's alignment check.
 mod common;
 mod host;
 
@@ -15,6 +18,8 @@ const CUDA: Harness = Harness {
     kernel: "kernels/leaky_relu.cu",
     copy: "leaky_relu.cu",
     args: &[
+        "-fsanitize=address,alignment",
+        "-fno-sanitize-recover=alignment",
         "-I",
         "{root}/tests/cuda_host",
         "-x",
@@ -26,9 +31,11 @@ const CUDA: Harness = Harness {
     launches,
 };
 
-/// `CONTIGUOUS GRID BLOCK` per simulated launch: one thread, one small block, grids much
+/// `CONTIGUOUS GRID BLOCK WIDTH` per simulated launch: one thread, one small block, grids much
 /// smaller than the work (the grid-stride loops wrap), and one thread per work item (16 bytes
-/// when contiguous); small cases also a few more odd grids.
+/// when contiguous); small cases also a few more odd grids. Strided cases run every grid through
+/// the 32-bit and the 64-bit index entry points; contiguous ones (launched through the 32-bit
+/// ones by `src/cuda.rs`) also the 64-bit ones on the last grid.
 fn launches(_: usize, c: &Case) -> Vec<String> {
     let contiguous = c.contiguous();
     let per = if contiguous {
@@ -41,8 +48,16 @@ fn launches(_: usize, c: &Case) -> Vec<String> {
     if c.n() <= 4096 {
         g.extend([(1, 32), (2, 96), (5, 256)]);
     }
-    g.iter()
-        .map(|(g, b)| format!("{} {g} {b}", contiguous as u8))
+    let last = g.len() - 1;
+    (g.iter().enumerate())
+        .flat_map(|(i, (g, b))| {
+            let widths = if contiguous && i < last {
+                &[32][..]
+            } else {
+                &[32, 64]
+            };
+            (widths.iter()).map(move |w| format!("{} {g} {b} {w}", contiguous as u8))
+        })
         .collect()
 }
 
@@ -52,7 +67,7 @@ fn kernel_source_matches_cpu_path() {
 }
 
 /// Wrong kernels: (name, exact text in the kernel, replacement).
-const MUTANTS: [(&str, &str, &str); 6] = [
+const MUTANTS: [(&str, &str, &str); 12] = [
     (
         "backward gradient at 0 is dy (>= for >)",
         "E<T>::up(x) > 0 ? dy",
@@ -79,9 +94,39 @@ const MUTANTS: [(&str, &str, &str); 6] = [
         "for (size_t d = 0; d < nd; ++d)",
     ),
     (
-        "last vector overruns the view",
-        "(n - head) / W",
-        "(n - head + W - 1) / W",
+        "backward dy walked with x's strides",
+        "og += r * (I)info[2 * nd + d]",
+        "og += r * (I)info[nd + d]",
+    ),
+    (
+        "last vector overruns the output",
+        "(n - head - slack) / w",
+        "(n - head - slack + w - 1) / w",
+    ),
+    (
+        "misaligned loads pass the view's end",
+        "(n - head - slack) / w",
+        "(n - head) / w",
+    ),
+    (
+        "misaligned loads start before the view",
+        "p0 = slack ? 1 : 0",
+        "p0 = 0",
+    ),
+    (
+        "misaligned input read as one vector",
+        "q == 0 ? *(const Pack<T>*)p",
+        "q < W<T> ? *(const Pack<T>*)p",
+    ),
+    (
+        "element picked one off at the pack seam",
+        "k + Q < W<T> ?",
+        "k + Q <= W<T> ?",
+    ),
+    (
+        "last element offset shifted as its neighbour",
+        "if constexpr (Q + 1 < W<T>)",
+        "if constexpr (Q + 2 < W<T>)",
     ),
 ];
 

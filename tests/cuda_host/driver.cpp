@@ -1,11 +1,20 @@
 // Runs the entry points of kernels/leaky_relu.cu (compiled with shim.h) on simulated grids:
 // `driver < CASES`, the case file of tests/host/mod.rs (see ../host/case_file.h) with launch
-// lines `launch CONTIGUOUS GRID BLOCK` (CONTIGUOUS 1 passes info = nullptr). Operands live in
-// 256-byte aligned buffers, like cudaMalloc allocations; the kernel gets them from the offsets on.
-// Threads run one after another: the kernels share nothing between threads.
+// lines `launch CONTIGUOUS GRID BLOCK WIDTH` (CONTIGUOUS 1 passes info = nullptr; WIDTH 32 or 64
+// picks the _u32 or _u64 entry points). Operands live in 256-byte aligned buffers, like
+// cudaMalloc allocations; the kernel gets them from the offsets on. Built with AddressSanitizer,
+// everything outside the elements a view addresses (and past the n outputs) is poisoned: a load
+// or store that leaves its view aborts the driver. Threads run one after another: the kernels
+// share nothing between threads.
 #include "../host/case_file.h"
 
 #include "shim.h"
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
 
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -14,10 +23,11 @@ dim3 blockDim, gridDim;
     extern "C" void leaky_relu_fwd_##SUFFIX(size_t, size_t, const size_t*, const T*, T*, S);           \
     extern "C" void leaky_relu_bwd_##SUFFIX(size_t, size_t, const size_t*, const T*, const T*, T*, S); \
     extern "C" void leaky_relu_inplace_##SUFFIX(size_t, size_t, const size_t*, T*, S);
-DECLARE(float, float, f32)
-DECLARE(double, double, f64)
-DECLARE(__half, float, f16)
-DECLARE(__nv_bfloat16, float, bf16)
+#define DECLARE_BOTH(T, S, SUFFIX) DECLARE(T, S, SUFFIX##_u32) DECLARE(T, S, SUFFIX##_u64)
+DECLARE_BOTH(float, float, f32)
+DECLARE_BOTH(double, double, f64)
+DECLARE_BOTH(__half, float, f16)
+DECLARE_BOTH(__nv_bfloat16, float, bf16)
 
 // A copy of `bytes` (or `len` bytes of 0xA5) at a 256-byte boundary.
 struct Buf {
@@ -27,7 +37,21 @@ struct Buf {
         : raw(bytes.size() + len + 256, 0xA5), p(raw.data() + (256 - (uintptr_t)raw.data() % 256) % 256) {
         memcpy(p, bytes.data(), bytes.size());
     }
+    // Poisons all but bytes [from, to) of p.
+    void keep(size_t from, size_t to) {
+        ASAN_UNPOISON_MEMORY_REGION(raw.data(), raw.size());
+        ASAN_POISON_MEMORY_REGION(raw.data(), p + from - raw.data());
+        ASAN_POISON_MEMORY_REGION(p + to, raw.data() + raw.size() - (p + to));
+    }
+    ~Buf() { ASAN_UNPOISON_MEMORY_REGION(raw.data(), raw.size()); }
 };
+
+// Poisons all of b but the elements that view o of c addresses.
+static void keep_view(Buf& b, const host::Case& c, const host::Operand& o) {
+    size_t last = o.offset;
+    for (size_t d = 0; d < c.dims.size(); d++) last += (c.dims[d] - 1) * o.strides[d];
+    if (c.n > 0) b.keep(o.offset * c.size, (last + 1) * c.size);
+}
 
 template <typename T, typename S> struct Ops {
     void (*fwd)(size_t, size_t, const size_t*, const T*, T*, S);
@@ -46,6 +70,9 @@ static std::vector<unsigned char> run(const host::Case& c, bool contiguous, unsi
     info.insert(info.end(), c.x.strides.begin(), c.x.strides.end());
     info.insert(info.end(), c.dy.strides.begin(), c.dy.strides.end());
     Buf x(c.x.storage), dy(c.dy.storage), out({}, c.n * c.size);
+    keep_view(x, c, c.x);
+    if (c.op == "bwd") keep_view(dy, c, c.dy);
+    out.keep(0, c.n * c.size);
     T* px = (T*)x.p + c.x.offset;
     const T* pdy = (const T*)dy.p + c.dy.offset;
     const size_t* pinfo = contiguous ? nullptr : info.data();
@@ -61,19 +88,25 @@ static std::vector<unsigned char> run(const host::Case& c, bool contiguous, unsi
         }
     const bool inplace = c.op == "inplace";
     const unsigned char* res = inplace ? x.p : out.p;
+    x.keep(0, c.x.storage.size());
     return std::vector<unsigned char>(res, res + (inplace ? c.x.storage.size() : c.n * c.size));
 }
 
-#define OPS(SUFFIX) {leaky_relu_fwd_##SUFFIX, leaky_relu_bwd_##SUFFIX, leaky_relu_inplace_##SUFFIX}
+#define OPS(T, S, SUFFIX)                                                                                  \
+    (width == 64 ? Ops<T, S>{leaky_relu_fwd_##SUFFIX##_u64, leaky_relu_bwd_##SUFFIX##_u64,                 \
+                             leaky_relu_inplace_##SUFFIX##_u64}                                            \
+                 : Ops<T, S>{leaky_relu_fwd_##SUFFIX##_u32, leaky_relu_bwd_##SUFFIX##_u32,                 \
+                             leaky_relu_inplace_##SUFFIX##_u32})
 
 int main() {
     return host::serve([](const host::Case& c, std::istream& in) {
-        unsigned contiguous, grid, block;
-        in >> contiguous >> grid >> block;
-        if (c.dtype == "f32") return run<float, float>(c, contiguous, grid, block, OPS(f32));
-        if (c.dtype == "f64") return run<double, double>(c, contiguous, grid, block, OPS(f64));
-        if (c.dtype == "f16") return run<__half, float>(c, contiguous, grid, block, OPS(f16));
+        unsigned contiguous, grid, block, width;
+        in >> contiguous >> grid >> block >> width;
+        if (width != 32 && width != 64) host::fail("index width must be 32 or 64");
+        if (c.dtype == "f32") return run(c, contiguous, grid, block, OPS(float, float, f32));
+        if (c.dtype == "f64") return run(c, contiguous, grid, block, OPS(double, double, f64));
+        if (c.dtype == "f16") return run(c, contiguous, grid, block, OPS(__half, float, f16));
         if (c.dtype != "bf16") host::fail("unknown dtype " + c.dtype);
-        return run<__nv_bfloat16, float>(c, contiguous, grid, block, OPS(bf16));
+        return run(c, contiguous, grid, block, OPS(__nv_bfloat16, float, bf16));
     });
 }

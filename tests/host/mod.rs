@@ -248,8 +248,9 @@ pub fn patterns(dtype: DType) -> Vec<u64> {
 pub const ALPHAS: [f64; 5] = [0.01, 0.0, -0.5, 1.5, 1e-40];
 
 /// The standard case set for `dtypes` (with a GPU `dev`, every case also runs there), cheap
-/// families first: sizes 0-33 at offsets 0, 1, 3, 5 (misaligned for every dtype), dy at another
-/// offset and through the same view, and a 0-d scalar; every view of [`VIEWS`] and `MORE_VIEWS`
+/// families first: sizes 0-33 at offsets 0-7 (every element position in 16 bytes, for every
+/// dtype), dy at every offset 0-7 against each (across the sizes) and through the same view,
+/// and a 0-d scalar; every view of [`VIEWS`] and `MORE_VIEWS`
 /// with every slope, backward with every view of the same shape; every pattern through every
 /// op and slope (contiguous, dy permuted) and every dy against x = +1, -1, +0, -0, NaN
 /// (contiguous; +1 and -0 also broadcast); large sizes and a large transpose.
@@ -280,14 +281,14 @@ pub fn standard_cases(dtypes: &[DType], dev: &Device) -> Result<Vec<Case>> {
             }
             Ok(())
         };
-        let sizes = (0..=33).map(|n| (n, &[0, 1, 3, 5][..]));
+        let sizes = (0..=33).map(|n| (n, &[0, 1, 2, 3, 4, 5, 6, 7][..]));
         let larger = [(1000, &[0, 1][..]), (4099, &[0, 1][..])];
         for (i, (len, offs)) in sizes.chain(larger).enumerate() {
             for &off in offs {
                 let (a, base) = (ALPHAS[(i + off) % 5], [len + 8]);
                 let (xv, dv) = (
                     |t: &Tensor| t.narrow(0, off, len),
-                    |t: &Tensor| t.narrow(0, (len + off) % 4, len),
+                    |t: &Tensor| t.narrow(0, (len + off) % 8, len),
                 );
                 let x: Input = (&mixed[i * 17..], &base, &xv);
                 for op in ops {
