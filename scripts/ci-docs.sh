@@ -13,8 +13,9 @@ cargo doc --no-deps --locked
 
 read -r target features < <(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
 import json, sys
-d = json.load(sys.stdin)["packages"][0]["metadata"]["docs.rs"]
+d = json.load(sys.stdin)["packages"][0]["metadata"]["docs"]["rs"]
 print(d["default-target"], ",".join(d.get("features", [])) or "-")')
+[[ -n "${target:-}" ]] || { echo "ci-docs: no [package.metadata.docs.rs] default-target" >&2; exit 1; }
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 step "cargo doc --no-deps as docs.rs: --target $target --features $features"
 [[ $features == - ]] && features=
