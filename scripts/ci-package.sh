@@ -2,6 +2,7 @@
 # Packaging and MSRV (called by .ci/run), on a clean clone:
 #   1. `cargo package --list`: the package holds the library, its kernels, build.rs, NUMERICS.md,
 #      README.md and the licences, and none of tests/, data/, benches/, examples/, scripts/;
+#      then `cargo package --no-verify` for the size of the .crate;
 #   2. `cargo publish --dry-run` with the toolchain named by `rust-version` in Cargo.toml
 #      (installed by rustup when missing): it packages the crate, builds it from the packaged
 #      files alone, and so also proves the MSRV for what ships (the library).
@@ -22,12 +23,14 @@ if grep -E '^(tests|data|benches|examples|scripts)/' <<<"$list" >&2; then
     echo "ci-package: the files above must not ship" >&2; bad=1
 fi
 [[ $bad == 0 ]]
-step "$(wc -l <<<"$list") files"
+read -r version msrv < <(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
+import json, sys; p = json.load(sys.stdin)["packages"][0]; print(p["version"], p["rust_version"] or "")')
+[[ -n "${msrv:-}" ]] || { echo "ci-package: no rust-version in Cargo.toml" >&2; exit 1; }
+cargo package --no-verify --locked --quiet
+crate="${CARGO_TARGET_DIR:-target}/package/candle-leaky-relu-$version.crate"
+step "$(wc -l <<<"$list") files, $crate: $(stat -c %s "$crate") bytes"
 
-msrv=$(cargo metadata --no-deps --format-version 1 --locked | python3 -c '
-import json, sys; print(json.load(sys.stdin)["packages"][0]["rust_version"])')
 rustup run "$msrv" rustc --version >/dev/null 2>&1 || rustup toolchain install "$msrv" --profile minimal
 step "cargo +$msrv publish --dry-run (rust-version $msrv)"
 cargo "+$msrv" publish --dry-run --locked
-crate=$(ls -t "${CARGO_TARGET_DIR:-target}"/package/candle-leaky-relu-*.crate | head -n 1)
-step "ok: $crate, $(stat -c %s "$crate") bytes"
+step "ok"
