@@ -30,7 +30,6 @@ mod cuda;
 mod metal;
 mod op;
 
-pub(crate) use op::Slope;
 pub use op::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
 
 #[doc = include_str!("../NUMERICS.md")]
