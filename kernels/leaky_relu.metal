@@ -64,9 +64,9 @@ METAL_FUNC uint mul_exact(uint x, uint y) {
     if (shift > 48) {  // below half of 2^-149
         return sign;
     }
-    const ulong q = p >> shift, rem = p & ((1ul << shift) - 1), half = 1ul << (shift - 1);
+    const ulong q = p >> shift, rem = p & ((1ul << shift) - 1), tie = 1ul << (shift - 1);
     // q has its leading one at bit 23 and adds to the exponent field (a carry goes on into it).
-    const uint r = (uint(base) << 23) + uint(q + (rem > half || (rem == half && (q & 1))));
+    const uint r = (uint(base) << 23) + uint(q + (rem > tie || (rem == tie && (q & 1))));
     return sign | (r < 0x7F800000u ? r : 0x7F800000u);
 }
 

@@ -77,7 +77,7 @@ const MUTANTS: [(&str, &str, &str); 18] = [
     ),
     (
         "exact product truncates",
-        "q + (rem > half ||",
+        "q + (rem > tie ||",
         "q + (false &&",
     ),
     (

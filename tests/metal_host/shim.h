@@ -25,6 +25,10 @@
 #define thread_position_in_grid
 #define host_name(name)
 
+// Metal's type names that C++ lacks: any use fails here, as using one as a name fails on Metal.
+#define half metal_type_name::half
+#define bfloat metal_type_name::bfloat
+
 typedef unsigned int uint;
 typedef unsigned short ushort;
 typedef unsigned long ulong;
