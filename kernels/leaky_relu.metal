@@ -65,14 +65,17 @@ METAL_FUNC uint mul_exact(uint x, uint y) {
         return sign;
     }
     const ulong q = p >> shift, rem = p & ((1ul << shift) - 1), tie = 1ul << (shift - 1);
-    // q has its leading one at bit 23 and adds to the exponent field (a carry goes on into it).
+    // A normal q has its leading one at bit 23, which adds one to `base`; a rounding carry goes
+    // on into the exponent field, up to inf. A subnormal q (base 0) is the result's bits.
     const uint r = (uint(base) << 23) + uint(q + (rem > tie || (rem == tie && (q & 1))));
     return sign | (r < 0x7F800000u ? r : 0x7F800000u);
 }
 
-// x * y (f32 bits) as IEEE computes it, NaN canonical. The hardware multiply only when both operands are
-// normal and their exponent fields sum to 128 or more: the exact product is then at least
-// 2^-126, so no flush applies (however the hardware detects tininess) and the result is IEEE's.
+// x * y (f32 bits) as IEEE computes it, NaN canonical. The hardware multiply only when both
+// operands are normal and their exponent fields sum to 128 or more: the exact product is then at
+// least 2^-126, so no flush applies however the hardware detects tininess, and the result
+// (overflow to inf included) is IEEE's. Fields summing to 127 give exact products in
+// [2^-127, 2^-125), some below 2^-126 that round up to it: those take the integer path too.
 METAL_FUNC uint mul(uint x, uint y) {
     const uint ex = (x >> 23) & 0xFF, ey = (y >> 23) & 0xFF;
     if (ex - 1u < 254u && ey - 1u < 254u && ex + ey >= 128u) {
