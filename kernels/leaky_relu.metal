@@ -1,8 +1,12 @@
 // LeakyReLU for candle-leaky-relu: forward, backward (x, dy -> dx) and in-place forward for f32,
 // f16 and bf16, contiguous and strided, bit for bit as NUMERICS.md says.
 //
-// - Every element is stored and passed through as its raw bits (uint / ushort): inputs with
-//   x > 0 (forward, backward) and NaN inputs (forward) are copied, never converted.
+// - Apple GPUs flush f32 subnormals to zero in arithmetic and comparisons whatever the compile
+//   options, and a subnormal held in a float register can come back as a zero. So values travel
+//   as bits (uint / ushort) from load to store: elements are stored and passed through raw
+//   (x > 0 in forward and backward, NaN in forward), x > 0, NaN and zero are decided on the bits,
+//   and a product whose operands or result may be subnormal is formed with integers (`mul`).
+//   The slope arrives as its f32 bits (`constant uint &a`).
 // - f16 and bf16 are widened to f32 and narrowed back by hand with round-to-nearest-even, so the
 //   result does not depend on the GPU's (undocumented) conversion rounding or `bfloat` support.
 // - A NaN product becomes the dtype's canonical NaN.
@@ -14,21 +18,90 @@
 #include <metal_stdlib>
 using namespace metal;
 
-METAL_FUNC float f16_to_f32(ushort h) {
+// x > 0 from the f32 bits: +inf and positive subnormals included, NaN excluded.
+METAL_FUNC bool positive(uint c) {
+    return c - 1u < 0x7F800000u;
+}
+
+METAL_FUNC bool is_nan(uint c) {
+    return (c & 0x7FFFFFFFu) > 0x7F800000u;
+}
+
+// A finite nonzero |x| (bits ax) as m * 2^(e - 150), m in [2^23, 2^24): subnormals normalised.
+struct Split {
+    uint m;
+    int e;
+};
+METAL_FUNC Split split(uint ax) {
+    if (ax >= 0x800000u) {
+        return Split{(ax & 0x7FFFFFu) | 0x800000u, int(ax >> 23)};
+    }
+    const uint s = clz(ax) - 8;  // move the leading one of a subnormal to bit 23
+    return Split{ax << s, 1 - int(s)};
+}
+
+// The IEEE f32 product x * y (bits), rounded to nearest even, subnormal results included, the
+// canonical NaN for NaN operands and inf * 0, without any subnormal float arithmetic.
+METAL_FUNC uint mul_exact(uint x, uint y) {
+    const uint sign = (x ^ y) & 0x80000000u, ax = x & 0x7FFFFFFFu, ay = y & 0x7FFFFFFFu;
+    if (ax > 0x7F800000u || ay > 0x7F800000u) {
+        return 0x7FC00000u;
+    }
+    if (ax == 0x7F800000u || ay == 0x7F800000u) {
+        return ax == 0 || ay == 0 ? 0x7FC00000u : sign | 0x7F800000u;
+    }
+    if (ax == 0 || ay == 0) {
+        return sign;
+    }
+    const Split a = split(ax), b = split(ay);
+    const ulong p = ulong(a.m) * ulong(b.m);  // in [2^46, 2^48): |x * y| = p * 2^e
+    const int e = a.e + b.e - 300;
+    // Biased exponent minus one of the result, 0 if subnormal; then the bits of p dropped to
+    // reach 24 significant bits (normal) or the quantum 2^-149 (subnormal): at least 23.
+    const int top = e + 46 + int(p >> 47) + 126;
+    const int base = top > 0 ? top : 0;
+    const int shift = base - e - 149;
+    if (shift > 48) {  // below half of 2^-149
+        return sign;
+    }
+    const ulong q = p >> shift, rem = p & ((1ul << shift) - 1), tie = 1ul << (shift - 1);
+    // A normal q has its leading one at bit 23, which adds one to `base`; a rounding carry goes
+    // on into the exponent field, up to inf. A subnormal q (base 0) is the result's bits.
+    const uint r = (uint(base) << 23) + uint(q + (rem > tie || (rem == tie && (q & 1))));
+    return sign | (r < 0x7F800000u ? r : 0x7F800000u);
+}
+
+// x * y (f32 bits) as IEEE computes it, NaN canonical. The hardware multiply only when both
+// operands are normal and their exponent fields sum to 128 or more: the exact product is then at
+// least 2^-126, so no flush applies however the hardware detects tininess, and the result
+// (overflow to inf included) is IEEE's. Fields summing to 127 give exact products in
+// [2^-127, 2^-125), some below 2^-126 that round up to it: those take the integer path too.
+METAL_FUNC uint mul(uint x, uint y) {
+    const uint ex = (x >> 23) & 0xFF, ey = (y >> 23) & 0xFF;
+    if (ex - 1u < 254u && ey - 1u < 254u && ex + ey >= 128u) {
+        return as_type<uint>(as_type<float>(x) * as_type<float>(y));
+    }
+    return mul_exact(x, y);
+}
+
+METAL_FUNC uint f16_to_f32(ushort h) {
     const uint sign = uint(h & 0x8000) << 16;
     const uint em = h & 0x7FFF;
     if (em >= 0x7C00) {  // inf, NaN
-        return as_type<float>(sign | 0x7F800000u | ((em & 0x3FF) << 13));
+        return sign | 0x7F800000u | ((em & 0x3FF) << 13);
     }
     if (em >= 0x0400) {  // normal: rebias the exponent from 15 to 127
-        return as_type<float>(sign | ((em + 0x1C000u) << 13));
+        return sign | ((em + 0x1C000u) << 13);
     }
-    // zero or subnormal: em * 2^-24, exact
-    return as_type<float>(sign | as_type<uint>(float(em) * 5.9604644775390625e-8f));
+    if (em == 0) {
+        return sign;
+    }
+    // subnormal em * 2^-24: a normal f32, the leading one moved to bit 10 and dropped
+    const uint s = clz(em) - 21;
+    return sign | ((113 - s) << 23) | (((em << s) & 0x3FF) << 13);
 }
 
-METAL_FUNC ushort f32_to_f16(float f) {
-    const uint x = as_type<uint>(f);
+METAL_FUNC ushort f32_to_f16(uint x) {
     const uint sign = (x >> 16) & 0x8000;
     const uint ax = x & 0x7FFFFFFF;
     if (ax > 0x7F800000u) {  // NaN: canonical
@@ -52,48 +125,45 @@ METAL_FUNC ushort f32_to_f16(float f) {
     return ushort(sign | (q + ((rem > tie || (rem == tie && (q & 1))) ? 1 : 0)));
 }
 
-METAL_FUNC float bf16_to_f32(ushort h) {
-    return as_type<float>(uint(h) << 16);
+METAL_FUNC uint bf16_to_f32(ushort h) {
+    return uint(h) << 16;
 }
 
-METAL_FUNC ushort f32_to_bf16(float f) {
-    const uint x = as_type<uint>(f);
+METAL_FUNC ushort f32_to_bf16(uint x) {
     if ((x & 0x7FFFFFFF) > 0x7F800000u) {  // NaN: canonical
         return 0x7FC0;
     }
     return ushort((x + 0x7FFFu + ((x >> 16) & 1)) >> 16);
 }
 
-// Storage type T (raw bits), widening to the f32 compute type and RNE narrowing with a
+// Storage type T (raw bits), widening to the f32 compute type's bits and RNE narrowing with a
 // canonical NaN.
 struct F32 {
     typedef uint T;
-    static METAL_FUNC float load(uint x) { return as_type<float>(x); }
-    static METAL_FUNC uint store(float c) {
-        const uint u = as_type<uint>(c);
-        return (u & 0x7FFFFFFF) > 0x7F800000u ? 0x7FC00000u : u;
-    }
+    static METAL_FUNC uint load(uint x) { return x; }
+    static METAL_FUNC uint store(uint c) { return c; }  // a NaN from `mul` is canonical
 };
 struct F16 {
     typedef ushort T;
-    static METAL_FUNC float load(ushort x) { return f16_to_f32(x); }
-    static METAL_FUNC ushort store(float c) { return f32_to_f16(c); }
+    static METAL_FUNC uint load(ushort x) { return f16_to_f32(x); }
+    static METAL_FUNC ushort store(uint c) { return f32_to_f16(c); }
 };
 struct BF16 {
     typedef ushort T;
-    static METAL_FUNC float load(ushort x) { return bf16_to_f32(x); }
-    static METAL_FUNC ushort store(float c) { return f32_to_bf16(c); }
+    static METAL_FUNC uint load(ushort x) { return bf16_to_f32(x); }
+    static METAL_FUNC ushort store(uint c) { return f32_to_bf16(c); }
 };
 
+// `a`: the slope's f32 bits.
 template <typename D>
-METAL_FUNC typename D::T leaky_relu(typename D::T x, float a) {
-    const float c = D::load(x);
-    return (c > 0.0f || isnan(c)) ? x : D::store(c * a);
+METAL_FUNC typename D::T leaky_relu(typename D::T x, uint a) {
+    const uint c = D::load(x);
+    return (positive(c) || is_nan(c)) ? x : D::store(mul(c, a));
 }
 
 template <typename D>
-METAL_FUNC typename D::T leaky_relu_grad(typename D::T x, typename D::T dy, float a) {
-    return D::load(x) > 0.0f ? dy : D::store(D::load(dy) * a);
+METAL_FUNC typename D::T leaky_relu_grad(typename D::T x, typename D::T dy, uint a) {
+    return positive(D::load(x)) ? dy : D::store(mul(D::load(dy), a));
 }
 
 // Element i of a row-major walk over `dims`, as an offset through `strides`.
@@ -138,7 +208,7 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     constant size_t &num_dims,
     constant size_t *dims,
     constant size_t *strides,
-    constant float &a,
+    constant uint &a,
     device const typename D::T *x,
     device typename D::T *y,
     uint tid [[thread_position_in_grid]]
@@ -159,7 +229,7 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     constant size_t *dims,
     constant size_t *x_strides,
     constant size_t *dy_strides,
-    constant float &a,
+    constant uint &a,
     device const typename D::T *x,
     device const typename D::T *dy,
     device typename D::T *dx,
@@ -181,7 +251,7 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     constant size_t &num_dims,
     constant size_t *dims,
     constant size_t *strides,
-    constant float &a,
+    constant uint &a,
     device typename D::T *x,
     uint tid [[thread_position_in_grid]]
 ) {

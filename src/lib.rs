@@ -37,7 +37,6 @@ mod cuda;
 mod metal;
 mod op;
 
-pub(crate) use op::Slope;
 pub use op::{leaky_relu, LeakyRelu, LeakyReluBackward, LeakyReluExt};
 
 #[doc = include_str!("../NUMERICS.md")]

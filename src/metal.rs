@@ -108,9 +108,11 @@ fn launch(
     let max = pipeline.max_total_threads_per_threadgroup();
     let (groups, width) = plan::grid(n, s.dtype().size_in_bytes(), max, op)?;
     let guard = device.command_encoder()?;
-    guard.set_label(op);
     let encoder: &ComputeCommandEncoder = guard.as_ref();
     encoder.set_compute_pipeline_state(&pipeline);
+    // As candle's own kernels: a debug group around the dispatch (candle-core's feature
+    // `metal-debug-labels`; nothing otherwise), never a label on the shared encoder.
+    candle_metal_kernels::debug_group!(encoder, "{name} elems={n}");
     // Contiguous kernels ignore dims/strides: one-element arrays (no zero-length bytes).
     let one = [n];
     bind(encoder, n, if strided { l.dims() } else { &one });

@@ -47,23 +47,58 @@ fn shader_matches_cpu_bit_for_bit() {
     METAL.check_unchanged();
 }
 
-/// Source edits that break the contract, each of which the harness must catch.
-const MUTANTS: [(&str, &str, &str); 10] = [
-    (">= in forward", "(c > 0.0f ||", "(c >= 0.0f ||"),
+/// Source edits that break the contract, each of which the harness must catch. The first five
+/// are right under IEEE arithmetic and wrong only where subnormals are flushed, as on the GPU.
+const MUTANTS: [(&str, &str, &str); 18] = [
     (
-        ">= in backward",
-        "D::load(x) > 0.0f ?",
-        "D::load(x) >= 0.0f ?",
+        "x > 0 by a float compare",
+        "return c - 1u < 0x7F800000u;",
+        "return as_type<float>(c) > 0.0f;",
+    ),
+    (
+        "hardware multiply for every finite product",
+        "if (ex - 1u < 254u && ey - 1u < 254u && ex + ey >= 128u) {",
+        "if (ex < 255u && ey < 255u) {",
+    ),
+    (
+        "hardware multiply for subnormal operands",
+        "ex - 1u < 254u && ey - 1u < 254u && ex",
+        "ex < 255u && ey < 255u && ex",
+    ),
+    (
+        "hardware multiply for products that may be subnormal",
+        "ex + ey >= 128u",
+        "ex + ey >= 1u",
+    ),
+    (
+        "f32 result through a float register",
+        "store(uint c) { return c; }",
+        "store(uint c) { return as_type<uint>(as_type<float>(c)); }",
+    ),
+    (
+        "exact product truncates",
+        "q + (rem > tie ||",
+        "q + (false &&",
+    ),
+    (
+        "exact product flushes",
+        "return sign | (r < 0x7F800000u",
+        "return sign | (r < 0x800000u ? 0 : r < 0x7F800000u",
+    ),
+    (
+        "inf * 0 not NaN in the exact product",
+        "return ax == 0 || ay == 0 ? 0x7FC00000u : sign | 0x7F800000u;",
+        "return sign | 0x7F800000u;",
     ),
     (
         "alpha rounded to the dtype (forward)",
-        "D::store(c * a)",
-        "D::store(c * D::load(D::store(a)))",
+        "D::store(mul(c, a))",
+        "D::store(mul(c, D::load(D::store(a))))",
     ),
     (
         "alpha rounded to the dtype (backward)",
-        "D::load(dy) * a)",
-        "D::load(dy) * D::load(D::store(a)))",
+        "mul(D::load(dy), a)",
+        "mul(D::load(dy), D::load(D::store(a)))",
     ),
     (
         "reversed stride order",
@@ -91,9 +126,19 @@ const MUTANTS: [(&str, &str, &str); 10] = [
         "(x + 0x8000u)",
     ),
     (
-        "f32 NaN product not canonical",
-        "? 0x7FC00000u : u",
-        "? u : u",
+        "NaN product keeps the operand's payload",
+        "        return 0x7FC00000u;\n    }\n    if (ax == 0x7F800000u",
+        "        return ax > 0x7F800000u ? x : y;\n    }\n    if (ax == 0x7F800000u",
+    ),
+    (
+        "forward passes x = +0 through (>= 0)",
+        "(positive(c) || is_nan(c))",
+        "(positive(c) || c == 0 || is_nan(c))",
+    ),
+    (
+        "backward passes dy for x = +0 (>= 0)",
+        "positive(D::load(x)) ? dy",
+        "(positive(D::load(x)) || D::load(x) == 0) ? dy",
     ),
 ];
 

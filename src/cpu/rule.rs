@@ -6,7 +6,7 @@
 //! It assumes Rust's default floating-point environment (round to nearest, subnormals kept: no
 //! FTZ/DAZ), as Rust itself does.
 
-use crate::Slope;
+use crate::op::Slope;
 use half::{bf16, f16};
 
 /// The canonical positive quiet NaNs of the contract.

@@ -3,7 +3,7 @@
 //! per-element conversion does not vectorise). Same bits as the rule, element for element.
 
 use super::rule::{Elem, NAN_F32};
-use crate::Slope;
+use crate::op::Slope;
 use half::{bf16, f16};
 use std::mem::MaybeUninit;
 

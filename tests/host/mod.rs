@@ -181,7 +181,9 @@ pub fn random_bits(seed: u64, n: usize, width: u32) -> Vec<u64> {
 
 /// The input bit patterns of `dtype`: every pattern of a 16-bit type; otherwise the specials
 /// (signed zeros and infinities, NaNs with payloads and signs, subnormals, extremes, ±1, values
-/// whose products round near the subnormal and overflow edges) and 65,536 random patterns.
+/// whose products round near the subnormal and overflow edges, among them products with a slope
+/// of [`ALPHAS`] whose exact value lies below 2^-126 and that round up to it) and 65,536 random
+/// patterns.
 pub fn patterns(dtype: DType) -> Vec<u64> {
     let specials_f32 = [
         0x0000_0000u64,
@@ -213,6 +215,15 @@ pub fn patterns(dtype: DType) -> Vec<u64> {
         0xB380_0001,
         0xC77F_F000,
         0xC77F_EFFF,
+        0x0080_0001,
+        0x8080_0001,
+        0x80FF_FFFE,
+        0x80FF_FFFF,
+        0x8055_5554,
+        0x8055_5555,
+        0x83C7_FFFF,
+        0x83C8_0000,
+        0x83C8_0001,
     ];
     let specials_f64 = [
         0x7FF0_0000_0000_0001,
@@ -243,9 +254,20 @@ pub fn patterns(dtype: DType) -> Vec<u64> {
     }
 }
 
-/// Slopes covering the usual (0.01), ReLU (0, `-0.0` kept), negative, above one, and one so
-/// small that `alpha as f32` is subnormal.
-pub const ALPHAS: [f64; 5] = [0.01, 0.0, -0.5, 1.5, 1e-40];
+/// Slopes covering the usual (0.01), ReLU (0, `-0.0` kept), negative, above one, ones so small
+/// that `alpha as f32` is subnormal (1e-40, the smallest 2^-149, negative), the smallest normal
+/// 2^-126 and 1 - 2^-23 (whose product with -(1 + 2^-23) * 2^-126 rounds up to -2^-126).
+pub const ALPHAS: [f64; 9] = [
+    0.01,
+    0.0,
+    -0.5,
+    1.5,
+    1e-40,
+    1e-45,
+    -1e-40,
+    f32::MIN_POSITIVE as f64,
+    1.0 - 1.0 / 8_388_608.0,
+];
 
 /// The standard case set for `dtypes` (with a GPU `dev`, every case also runs there), cheap
 /// families first: sizes 0-33 at offsets 0-7 (every element position in 16 bytes, for every
@@ -285,7 +307,7 @@ pub fn standard_cases(dtypes: &[DType], dev: &Device) -> Result<Vec<Case>> {
         let larger = [(1000, &[0, 1][..]), (4099, &[0, 1][..])];
         for (i, (len, offs)) in sizes.chain(larger).enumerate() {
             for &off in offs {
-                let (a, base) = (ALPHAS[(i + off) % 5], [len + 8]);
+                let (a, base) = (ALPHAS[(i + off) % ALPHAS.len()], [len + 8]);
                 let (xv, dv) = (
                     |t: &Tensor| t.narrow(0, off, len),
                     |t: &Tensor| t.narrow(0, (len + off) % 8, len),
@@ -324,7 +346,7 @@ pub fn standard_cases(dtypes: &[DType], dev: &Device) -> Result<Vec<Case>> {
                 let alphas = if i == j {
                     &ALPHAS[..]
                 } else {
-                    &ALPHAS[(i + j) % 5..][..1]
+                    &ALPHAS[(i + j) % ALPHAS.len()..][..1]
                 };
                 for &alpha in alphas {
                     let x: Input = (&mixed[i..], shape, &view);

@@ -1,13 +1,37 @@
 // Runs kernels/leaky_relu.metal on the host over a simulated Metal grid: `driver < CASES`, the
 // case file of tests/host/mod.rs (see ../host/case_file.h) with launch lines
 // `launch KERNEL GROUPS WIDTH ORDER`, ORDER `up` or `down`: the threads in ascending or
-// descending order (a race shows up as a difference).
+// descending order (a race shows up as a difference). Apple GPUs flush f32 subnormals to zero in
+// arithmetic and comparisons: the driver runs the shader with the CPU's flush modes on (x86 MXCSR
+// FTZ+DAZ, aarch64 FPCR.FZ) on its one thread, and checks that they are in force.
 #include "../host/case_file.h"
+
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #include <metal_stdlib>  // tests/metal_host/include: the shim
 #include "leaky_relu.metal"
 
+// Flush subnormal operands and results to zero from here on, on this thread; fails otherwise.
+static void flush_subnormals() {
+#if defined(__x86_64__)
+    _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15), DAZ (bit 6)
+#elif defined(__aarch64__)
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (uint64_t(1) << 24)));  // FZ
+#else
+#error "no known way to flush subnormals on this CPU"
+#endif
+    volatile float tiny = 1e-30f, sub = 1e-40f, one = 1.0f;
+    if (!(tiny * tiny == 0.0f && sub == 0.0f && !(sub > 0.0f) && sub * one == 0.0f)) {
+        host::fail("the CPU does not flush subnormals: the run would not model the GPU");
+    }
+}
+
 int main() {
+    flush_subnormals();
     return host::serve([](const host::Case &c, std::istream &in) {
         std::string name, order;
         size_t groups, width;
@@ -26,7 +50,7 @@ int main() {
         l.dims = dims.data();
         l.x_strides = strided ? c.x.strides.data() : one.data();
         l.dy_strides = strided && bwd ? c.dy.strides.data() : one.data();
-        l.a = metal::as_type<float>((uint)c.a32);
+        l.a = (uint)c.a32;
         l.x = c.x.storage.data() + c.x.offset * c.size;
         l.dy = bwd ? c.dy.storage.data() + c.dy.offset * c.size : nullptr;
 
