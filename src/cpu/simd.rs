@@ -2,7 +2,7 @@
 //! (baseline x86-64 and AVX2, picked at run time), and an explicit F16C kernel for f16 (`half`'s
 //! per-element conversion does not vectorise). Same bits as the rule, element for element.
 
-use super::rule::{Elem, NAN_F32};
+use super::rule::Elem;
 use crate::op::Slope;
 use half::{bf16, f16};
 use std::mem::MaybeUninit;
@@ -132,7 +132,8 @@ multiversion! {
 /// through, so NaN payloads survive untouched.
 #[cfg(target_arch = "x86_64")]
 mod f16c {
-    use super::{Elem, Slope, NAN_F32};
+    use super::super::rule::NAN_F32;
+    use super::{Elem, Slope};
     use half::f16;
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
