@@ -11,6 +11,14 @@ use std::path::Path;
 
 type Get = fn(&Point) -> f64;
 
+/// Line colours (matplotlib's first four), by run or slope.
+const COLORS: [RGBColor; 4] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+];
+
 /// One curve: its name, points, colour index and whether it is dashed.
 struct Curve<'a> {
     name: String,
@@ -62,7 +70,7 @@ where
         .draw()
         .map_err(e)?;
     for c in curves {
-        let style = Palette99::pick(c.color).stroke_width(2);
+        let style = COLORS[c.color % COLORS.len()].stroke_width(2);
         let points = shown(c);
         let series = match c.dashed {
             true => chart.draw_series(DashedLineSeries::new(points, 8, 5, style)),
@@ -138,7 +146,7 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
         });
         if let Some(b) = &r.baseline {
             both.push(Curve {
-                name: format!("alpha {} baseline", r.alpha),
+                name: format!("alpha {} baseline (dashed)", r.alpha),
                 points: &b.history,
                 color: i,
                 dashed: true,
