@@ -27,12 +27,13 @@ struct Curve<'a> {
     dashed: bool,
 }
 
-/// One panel: title, y unit, the value, and whether step 0 is drawn.
+/// One panel: title, y unit, the value, whether step 0 is drawn, and the least y margin.
 struct Panel {
     title: &'static str,
     unit: &'static str,
     get: Get,
     from_zero: bool,
+    min_pad: f64,
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -56,7 +57,7 @@ where
     let steps = all.iter().map(|p| p.0).max().unwrap_or(1).max(1);
     let (lo, hi) = (all.iter()).fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let (lo, hi) = if all.is_empty() { (0.0, 1.0) } else { (lo, hi) };
-    let pad = ((hi - lo) * 0.05).max(0.05);
+    let pad = ((hi - lo) * 0.05).max(panel.min_pad);
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, ("sans-serif", 20))
         .margin(12)
@@ -106,12 +107,14 @@ pub fn plot(path: &Path, runs: &[(String, &[Point])]) -> Result<()> {
             unit: "nats/char",
             get: |p| p.val_loss,
             from_zero: false,
+            min_pad: 0.05,
         },
         Panel {
             title: "inactive hidden units (whole validation set)",
             unit: "% of units",
             get: |p| p.inactive_pct,
             from_zero: true,
+            min_pad: 1.0,
         },
     ];
     for (area, panel) in root.split_evenly((1, 2)).iter().zip(&panels) {
@@ -159,18 +162,21 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
             unit: "units",
             get: |p| p.knocked_alive as f64,
             from_zero: true,
+            min_pad: 1.0,
         },
         Panel {
             title: "inactive hidden units (whole validation set)",
             unit: "% of units",
             get: |p| p.inactive_pct,
             from_zero: true,
+            min_pad: 1.0,
         },
         Panel {
             title: "validation loss",
             unit: "nats/char",
             get: |p| p.val_loss,
             from_zero: false,
+            min_pad: 0.05,
         },
     ];
     let areas = root.split_evenly((1, 3));

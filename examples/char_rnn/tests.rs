@@ -498,7 +498,10 @@ fn lab_command_writes_lines_csv_and_plot() -> Result<()> {
     assert!(lines[4].starts_with("alpha 0 baseline,0,,"), "{}", lines[4]);
     for l in &lines[1..] {
         let k = if l.contains(" knockout,") { ",8" } else { ",0" };
-        assert!(l.ends_with(k), "K = 8 of 32 knocked out, none in baselines: {l}");
+        assert!(
+            l.ends_with(k),
+            "K = 8 of 32 knocked out, none in baselines: {l}"
+        );
     }
     assert!(svg.contains("knocked-out units alive"));
     Ok(())
