@@ -43,19 +43,21 @@ pub fn lab(text: &str, cfg: &Lab, dev: &Device, show: bool) -> Result<Vec<AlphaR
         patience: 0,
         ..cfg.settings.clone()
     };
-    let baseline = cfg.baseline && !crate::train::knocked_units(&knocked).is_empty();
+    let knocked_out = !crate::train::knocked_units(&knocked).is_empty();
+    let baseline = cfg.baseline && knocked_out;
     let mut out = Vec::new();
     for &alpha in &cfg.alphas {
-        let label = |kind: &str| show.then(|| format!("alpha {alpha} {kind}"));
+        let label = |kind: &str| show.then(|| format!("alpha {alpha}{kind}"));
         let s = Settings {
             alpha,
             ..knocked.clone()
         };
-        let knockout = train(text, &s, dev, label("knockout").as_deref())?;
+        let kind = if knocked_out { " knockout" } else { "" };
+        let knockout = train(text, &s, dev, label(kind).as_deref())?;
         let baseline = match baseline {
             true => {
                 let s = Settings { knockout: 0.0, ..s };
-                Some(train(text, &s, dev, label("baseline").as_deref())?)
+                Some(train(text, &s, dev, label(" baseline").as_deref())?)
             }
             false => None,
         };
@@ -75,25 +77,33 @@ fn end_loss(r: &Run) -> String {
     }
 }
 
+/// The inactive share at the end, `na` when the run diverged.
+fn end_inactive(r: &Run) -> String {
+    match r.diverged {
+        Some(_) => "na".into(),
+        None => format!("{:.1}%", r.last().inactive_pct),
+    }
+}
+
 /// The machine-readable line of one slope (values at the last evaluation).
 pub fn summary_line(r: &AlphaRuns) -> String {
     let k = &r.knockout;
     format!(
         "lab: alpha={} knocked_out={} alive_at_end={} val_loss={} baseline_val_loss={} \
-         inactive_end={:.1}%",
+         inactive_end={}",
         r.alpha,
         k.knocked.len(),
         k.last().knocked_alive,
         end_loss(k),
         r.baseline.as_ref().map_or("na".into(), end_loss),
-        k.last().inactive_pct
+        end_inactive(k)
     )
 }
 
 /// The closing table: one row per slope.
 pub fn table(runs: &[AlphaRuns]) -> String {
     let mut t = format!(
-        "{:>6} | {:>12} | {:>8} | {:>8} | {:>13} | {:>8} | {:>9} | {:>15}\n",
+        "{:>6} | {:>13} | {:>8} | {:>8} | {:>13} | {:>8} | {:>9} | {:>15}\n",
         "alpha",
         "knocked out",
         "alive at",
@@ -104,8 +114,8 @@ pub fn table(runs: &[AlphaRuns]) -> String {
         "zero-grad, last"
     );
     t += &format!(
-        "{:>6} | {:>12} | {:>8} | {:>8} | {:>13} | {:>8} | {:>9} | {:>15}\n",
-        "", "(step 0 off)", "end", "", "loss", "", "at end", "interval"
+        "{:>6} | {:>13} | {:>8} | {:>8} | {:>13} | {:>8} | {:>9} | {:>15}\n",
+        "", "inactive at 0", "end", "", "loss", "", "at end", "interval"
     );
     for r in runs {
         let (k, first, last) = (&r.knockout, r.knockout.history[0], r.knockout.last());
@@ -116,21 +126,24 @@ pub fn table(runs: &[AlphaRuns]) -> String {
             }
             _ => "-".into(),
         };
-        let zero = format!("{:.1}%", last.zero_grad_pct.unwrap_or(f64::NAN));
+        let zero = match (k.diverged, last.zero_grad_pct) {
+            (None, Some(z)) => format!("{z:.1}%"),
+            _ => "-".into(),
+        };
         t += &format!(
-            "{:>6} | {:>12} | {:>8} | {:>8} | {:>13} | {:>8} | {:>8.1}% | {:>15}\n",
+            "{:>6} | {:>13} | {:>8} | {:>8} | {:>13} | {:>8} | {:>9} | {:>15}\n",
             r.alpha,
             format!("{}/{}", dead0, k.knocked.len()),
             format!("{}/{}", last.knocked_alive, k.knocked.len()),
             end_loss(k),
             r.baseline.as_ref().map_or("-".into(), end_loss),
             cost,
-            last.inactive_pct,
+            end_inactive(k),
             zero
         );
     }
-    t + "knocked out: units inactive at step 0 of those knocked out; cost: val loss minus the \
-         baseline's;\ninactive: pre-activation <= 0 on the whole validation set; zero-grad: bias \
-         gradient exactly 0 on every\nstep of the last interval (0 by construction for alpha != 0: \
-         inactive units still get alpha * dy)"
+    t + "knocked out: of the knocked-out units, those inactive at step 0; cost: val loss minus \
+         the baseline's;\ninactive: pre-activation <= 0 on the whole validation set; zero-grad: \
+         bias gradient exactly 0 on every\nstep of the last interval (0 by construction for \
+         alpha != 0: inactive units still get alpha * dy)"
 }

@@ -162,6 +162,7 @@ struct LabArgs {
     /// Skip the run without knockout for each slope
     #[arg(long)]
     no_baseline: bool,
+    /// Named settings for several flags at once
     #[arg(long, value_enum)]
     preset: Option<Preset>,
 }
@@ -451,7 +452,12 @@ fn run_lab(a: &LabArgs) -> Result<()> {
     create_out(&a.out)?;
     let named: Vec<(String, &train::Run)> = (runs.iter())
         .flat_map(|r| {
-            let k = Some((format!("alpha {} knockout", r.alpha), &r.knockout));
+            let kind = if r.knockout.knocked.is_empty() {
+                ""
+            } else {
+                " knockout"
+            };
+            let k = Some((format!("alpha {}{kind}", r.alpha), &r.knockout));
             let b = (r.baseline.as_ref()).map(|b| (format!("alpha {} baseline", r.alpha), b));
             k.into_iter().chain(b)
         })

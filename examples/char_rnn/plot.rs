@@ -27,13 +27,15 @@ struct Curve<'a> {
     dashed: bool,
 }
 
-/// One panel: title, y unit, the value, whether step 0 is drawn, and the least y margin.
+/// One panel: title, y unit, the value, whether step 0 is drawn, the least y margin, and whether
+/// the legend goes top right (else middle right).
 struct Panel {
     title: &'static str,
     unit: &'static str,
     get: Get,
     from_zero: bool,
     min_pad: f64,
+    legend_top: bool,
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -81,6 +83,10 @@ where
         series.map_err(e)?.label(c.name.as_str()).legend(legend);
     }
     (chart.configure_series_labels())
+        .position(match panel.legend_top {
+            true => SeriesLabelPosition::UpperRight,
+            false => SeriesLabelPosition::MiddleRight,
+        })
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
@@ -108,6 +114,7 @@ pub fn plot(path: &Path, runs: &[(String, &[Point])]) -> Result<()> {
             get: |p| p.val_loss,
             from_zero: false,
             min_pad: 0.05,
+            legend_top: true,
         },
         Panel {
             title: "inactive hidden units (whole validation set)",
@@ -115,6 +122,7 @@ pub fn plot(path: &Path, runs: &[(String, &[Point])]) -> Result<()> {
             get: |p| p.inactive_pct,
             from_zero: true,
             min_pad: 1.0,
+            legend_top: false,
         },
     ];
     for (area, panel) in root.split_evenly((1, 2)).iter().zip(&panels) {
@@ -133,18 +141,19 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
     let mut knocked = Vec::new();
     let mut both = Vec::new();
     for (i, r) in runs.iter().enumerate() {
-        let k = Curve {
-            name: format!("alpha {} knockout", r.alpha),
+        knocked.push(Curve {
+            name: format!("alpha {} (of {})", r.alpha, r.knockout.knocked.len()),
             points: &r.knockout.history,
             color: i,
             dashed: false,
-        };
-        knocked.push(Curve {
-            name: format!("alpha {} (of {})", r.alpha, r.knockout.knocked.len()),
-            ..k
         });
+        let kind = if r.knockout.knocked.is_empty() {
+            ""
+        } else {
+            " knockout"
+        };
         both.push(Curve {
-            name: format!("alpha {} knockout", r.alpha),
+            name: format!("alpha {}{kind}", r.alpha),
             ..knocked[i]
         });
         if let Some(b) = &r.baseline {
@@ -163,6 +172,7 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
             get: |p| p.knocked_alive as f64,
             from_zero: true,
             min_pad: 1.0,
+            legend_top: false,
         },
         Panel {
             title: "inactive hidden units (whole validation set)",
@@ -170,6 +180,7 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
             get: |p| p.inactive_pct,
             from_zero: true,
             min_pad: 1.0,
+            legend_top: false,
         },
         Panel {
             title: "validation loss",
@@ -177,6 +188,7 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
             get: |p| p.val_loss,
             from_zero: false,
             min_pad: 0.05,
+            legend_top: true,
         },
     ];
     let areas = root.split_evenly((1, 3));

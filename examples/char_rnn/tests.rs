@@ -543,3 +543,33 @@ fn lab_summary_line_has_the_documented_fields() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn lab_reports_a_diverged_run_and_goes_on() -> Result<()> {
+    let cfg = lab::Lab {
+        settings: Settings {
+            lr: 1e4,
+            irnn_scale: 1.5,
+            warmup: 1,
+            ..settings(20)
+        },
+        alphas: vec![0.5, 0.01],
+        knockout: 0.0,
+        knockout_bias: 0.0,
+        baseline: true,
+    };
+    let runs = lab::lab(&text(), &cfg, &Device::Cpu, false)?;
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().all(|r| r.baseline.is_none()),
+        "no baseline without a knockout"
+    );
+    let diverged = runs[0].knockout.diverged.expect("lr 1e4 diverges");
+    assert!(diverged < 20);
+    let line = lab::summary_line(&runs[0]);
+    assert!(
+        line.ends_with("val_loss=diverged baseline_val_loss=na inactive_end=na"),
+        "{line}"
+    );
+    Ok(())
+}
