@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Smoke run of the char_rnn example: a short train on the bundled corpus, a sample from the
-# checkpoint, and a tiny lab. Checks the machine-readable lines. About a minute on 2 cores.
+# checkpoint, and a tiny lab. Checks the machine-readable lines. About half a minute on 2 cores
+# once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${CARGO_TARGET_DIR:-target}/char_rnn_smoke"
