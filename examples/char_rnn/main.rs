@@ -1,14 +1,17 @@
 //! Character-level RNN on `LeakyRelu`: trains on a text (by default the bundled Tiny
-//! Shakespeare), samples from the checkpoint, and compares ReLU (`--alpha 0`, the same op) with
-//! LeakyReLU on dead hidden units. See `examples/char_rnn/README.md`.
+//! Shakespeare), samples from the best-validation checkpoint, compares ReLU (`--alpha 0`, the
+//! same op) with LeakyReLU, and shows dying ReLU in a lab that knocks out hidden units. See
+//! `examples/char_rnn/README.md`.
 //!
 //! ```text
 //! cargo run --release --example char_rnn -- train
 //! cargo run --release --example char_rnn -- sample --prime "ROMEO:" --len 500
 //! cargo run --release --example char_rnn -- compare
+//! cargo run --release --example char_rnn -- lab
 //! ```
 
 mod data;
+mod lab;
 mod model;
 mod plot;
 mod sample;
@@ -18,7 +21,8 @@ mod train;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,6 +42,8 @@ enum Cmd {
     Sample(SampleArgs),
     /// Train twice from the same seed, ReLU (alpha 0) vs LeakyReLU, and plot both runs.
     Compare(TrainArgs),
+    /// Dying ReLU: knock out hidden units at the start and watch which slopes revive them.
+    Lab(LabArgs),
 }
 
 /// Where tensors live.
@@ -51,14 +57,12 @@ pub enum DeviceArg {
     Metal,
 }
 
+/// Model, data and optimiser settings shared by `train`, `compare` and `lab`.
 #[derive(Args, Debug, Clone)]
-struct TrainArgs {
+struct RunArgs {
     /// UTF-8 text to train on [default: the bundled data/tinyshakespeare.txt]
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output directory: checkpoint (train) or plot and CSV (compare)
-    #[arg(long, default_value = "runs/char_rnn")]
-    out: PathBuf,
     /// Optimiser steps
     #[arg(long, default_value_t = 300)]
     steps: usize,
@@ -67,9 +71,6 @@ struct TrainArgs {
     seed: u64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-    /// LeakyReLU slope of the hidden units (0 is ReLU); compare's leaky run
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
-    alpha: f64,
     /// Hidden units
     #[arg(long, default_value_t = 256)]
     hidden: usize,
@@ -85,9 +86,12 @@ struct TrainArgs {
     /// Peak learning rate (AdamW, warm-up then cosine decay to a tenth)
     #[arg(long, default_value_t = 2e-2)]
     lr: f64,
-    /// AdamW weight decay
+    /// AdamW weight decay (decoupled: each step shrinks the weights by lr * this)
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
+    /// Dropout on the recurrent output before the read-out, in training (0: none)
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
     /// Warm-up steps
     #[arg(long, default_value_t = 50)]
     warmup: usize,
@@ -97,18 +101,70 @@ struct TrainArgs {
     /// Initial recurrent matrix: this times the identity (IRNN)
     #[arg(long, default_value_t = 0.9)]
     irnn_scale: f64,
-    /// Validate every N steps
+    /// Validate every N steps (and at step 0 and the end)
     #[arg(long, default_value_t = 50)]
     eval_every: usize,
     /// Share of the text (its end) held out for validation
     #[arg(long, default_value_t = 0.1)]
     val_frac: f64,
-    /// Characters of the sample printed after training
-    #[arg(long, default_value_t = 400)]
-    sample_len: usize,
     /// CPU threads for candle (0: candle's default, all cores)
     #[arg(long, default_value_t = 1)]
     threads: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Output directory: checkpoint (train) or plot and CSV (compare)
+    #[arg(long, default_value = "runs/char_rnn")]
+    out: PathBuf,
+    /// LeakyReLU slope of the hidden units (0 is ReLU); compare's leaky run
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    alpha: f64,
+    /// Stop after this many evaluations without a better validation loss (0: never); the
+    /// checkpoint is always the best-validation one
+    #[arg(long, default_value_t = 3)]
+    patience: usize,
+    /// Characters of the sample printed after training
+    #[arg(long, default_value_t = 400)]
+    sample_len: usize,
+}
+
+/// Settings that change several defaults of `lab` at once.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Preset {
+    /// Natural death: --lr 0.1 --irnn-scale 0.5 --knockout 0 (unless given explicitly)
+    HighLr,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LabArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Output directory for lab.csv and lab.svg
+    #[arg(long, default_value = "runs/lab")]
+    out: PathBuf,
+    /// Slopes to run, comma-separated (0 is ReLU)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.01,0.2",
+        allow_negative_numbers = true
+    )]
+    alphas: Vec<f64>,
+    /// Share of the hidden units knocked out (their bias starts at --knockout-bias)
+    #[arg(long, default_value_t = 0.25)]
+    knockout: f64,
+    /// Initial bias of the knocked-out units
+    #[arg(long, default_value_t = -4.0, allow_negative_numbers = true)]
+    knockout_bias: f64,
+    /// Skip the run without knockout for each slope
+    #[arg(long)]
+    no_baseline: bool,
+    /// Named settings for several flags at once
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
 }
 
 #[derive(Args, Debug)]
@@ -160,7 +216,7 @@ pub fn device(d: DeviceArg) -> Result<Device> {
     })
 }
 
-impl TrainArgs {
+impl RunArgs {
     fn settings(&self, alpha: f64) -> train::Settings {
         train::Settings {
             steps: self.steps,
@@ -177,6 +233,10 @@ impl TrainArgs {
             eval_every: self.eval_every,
             val_frac: self.val_frac,
             seed: self.seed,
+            knockout: 0.0,
+            knockout_bias: 0.0,
+            patience: 0,
+            dropout: self.dropout,
         }
     }
 
@@ -186,15 +246,55 @@ impl TrainArgs {
     }
 }
 
+impl TrainArgs {
+    fn settings(&self, alpha: f64) -> train::Settings {
+        train::Settings {
+            patience: self.patience,
+            ..self.run.settings(alpha)
+        }
+    }
+}
+
+/// Parses the command line, applying `lab --preset` to the flags not given explicitly.
+pub fn parse_cli<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Cmd::Lab(a), Some(m)) = (&mut cli.cmd, matches.subcommand_matches("lab")) {
+        let default = |id| m.value_source(id) == Some(ValueSource::DefaultValue);
+        if a.preset == Some(Preset::HighLr) {
+            if default("lr") {
+                a.run.lr = 0.1;
+            }
+            if default("irnn_scale") {
+                a.run.irnn_scale = 0.5;
+            }
+            if default("knockout") {
+                a.knockout = 0.0;
+            }
+        }
+    }
+    Ok(cli)
+}
+
 fn create_out(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create output directory {}", dir.display()))
 }
 
-fn final_line(steps: usize, p: &train::Point) -> String {
+/// The machine-readable summary of a run: the checkpoint's (best validation) losses.
+fn final_line(run: &train::Run) -> String {
+    let p = run.best();
     format!(
-        "final: steps={steps} train_loss={:.4} val_loss={:.4} dead_units={:.1}%",
-        p.train_loss, p.val_loss, p.dead_pct
+        "final: steps={} train_loss={:.4} val_loss={:.4} dead_units={:.1}% best_step={}",
+        run.steps(),
+        p.train_loss.unwrap_or(f64::NAN),
+        p.val_loss,
+        p.inactive_pct,
+        p.step
     )
 }
 
@@ -208,30 +308,44 @@ fn set_threads(n: usize) {
 }
 
 fn run_train(a: &TrainArgs) -> Result<()> {
-    set_threads(a.threads);
-    let (text, dev) = (a.text()?, device(a.device)?);
+    set_threads(a.run.threads);
+    let (text, dev) = (a.run.text()?, device(a.run.device)?);
     let run = train::train(&text, &a.settings(a.alpha), &dev, Some("train"))?;
+    if let Some(step) = run.diverged {
+        bail!("training diverged at step {step} (loss not finite); try a lower --lr");
+    }
     create_out(&a.out)?;
     let path = a.out.join(CHECKPOINT);
     run.model.save(&run.vocab, &path)?;
+    let best = run.best();
+    if run.stopped_early {
+        println!(
+            "stopped early at step {}: no better validation loss in --patience {} evaluations",
+            run.steps(),
+            a.patience
+        );
+    }
     println!(
-        "trained {} steps in {:.1} s ({:.0} chars/s); checkpoint {}",
-        a.steps,
+        "trained {} steps in {:.1} s ({:.0} chars/s); checkpoint {} (step {}, the best \
+         validation loss, {:.4})",
+        run.steps(),
         run.secs,
         run.chars_per_s,
-        path.display()
+        path.display(),
+        best.step,
+        best.val_loss
     );
     let prime = if run.vocab.contains('\n') {
         "\n"
     } else {
         &text[..text.chars().next().map_or(0, char::len_utf8)]
     };
-    let opts = sample::SampleOpts::new(prime, a.sample_len, a.seed);
+    let opts = sample::SampleOpts::new(prime, a.sample_len, a.run.seed);
     println!(
         "--- sample ---\n{}\n--------------",
         sample::sample(&run.model, &run.vocab, &opts)?
     );
-    println!("{}", final_line(a.steps, &run.last()));
+    println!("{}", final_line(&run));
     Ok(())
 }
 
@@ -251,12 +365,44 @@ fn run_sample(a: &SampleArgs) -> Result<()> {
     Ok(())
 }
 
+/// The CSV header and rows of runs' validation points (`train_loss`, `zero_grad_pct` empty at
+/// step 0).
+fn points_csv(runs: &[(String, &train::Run)]) -> String {
+    let mut csv = String::from(
+        "run,step,train_loss,val_loss,inactive_pct,zero_grad_pct,died,revived,knocked_alive,\
+         knocked_out\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    for (name, run) in runs {
+        for p in &run.history {
+            let line = format!(
+                "{name},{},{},{},{},{},{},{},{},{}\n",
+                p.step,
+                opt(p.train_loss),
+                p.val_loss,
+                p.inactive_pct,
+                opt(p.zero_grad_pct),
+                p.died,
+                p.revived,
+                p.knocked_alive,
+                run.knocked.len()
+            );
+            csv.push_str(&line);
+        }
+    }
+    csv
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn run_compare(a: &TrainArgs) -> Result<()> {
     if a.alpha == 0.0 {
         bail!("compare: --alpha is the LeakyReLU slope to compare with ReLU; it must not be 0");
     }
-    set_threads(a.threads);
-    let (text, dev) = (a.text()?, device(a.device)?);
+    set_threads(a.run.threads);
+    let (text, dev) = (a.run.text()?, device(a.run.device)?);
     let names = [
         "relu (alpha 0)".to_string(),
         format!("leaky (alpha {})", a.alpha),
@@ -264,43 +410,68 @@ fn run_compare(a: &TrainArgs) -> Result<()> {
     let mut runs = Vec::new();
     for (name, alpha) in names.iter().zip([0.0, a.alpha]) {
         let run = train::train(&text, &a.settings(alpha), &dev, Some(name))?;
-        println!(
-            "{name}: {} ({:.1} s)",
-            final_line(a.steps, &run.last()),
-            run.secs
-        );
-        runs.push((name.clone(), run.history));
+        match run.diverged {
+            Some(step) => println!("{name}: diverged at step {step} ({:.1} s)", run.secs),
+            None => println!("{name}: {} ({:.1} s)", final_line(&run), run.secs),
+        }
+        runs.push((name.clone(), run));
     }
     create_out(&a.out)?;
-    let mut csv = String::from("run,step,train_loss,val_loss,dead_pct\n");
-    for (name, h) in &runs {
-        for p in h {
-            let line = format!(
-                "{name},{},{},{},{}\n",
-                p.step, p.train_loss, p.val_loss, p.dead_pct
-            );
-            csv.push_str(&line);
-        }
-    }
-    let csv_path = a.out.join("compare.csv");
-    std::fs::write(&csv_path, csv)
-        .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let named: Vec<(String, &train::Run)> = runs.iter().map(|(n, r)| (n.clone(), r)).collect();
+    write(&a.out.join("compare.csv"), &points_csv(&named))?;
     let svg = a.out.join("compare.svg");
     let series: Vec<(String, &[train::Point])> = runs
         .iter()
-        .map(|(n, h)| (n.clone(), h.as_slice()))
+        .map(|(n, r)| (n.clone(), r.history.as_slice()))
         .collect();
     plot::plot(&svg, &series)?;
-    let (relu, leaky) = (
-        runs[0].1[runs[0].1.len() - 1],
-        runs[1].1[runs[1].1.len() - 1],
-    );
+    let (relu, leaky) = (runs[0].1.best(), runs[1].1.best());
     println!(
-        "compare: val_loss relu={:.4} leaky={:.4}; dead_units relu={:.1}% leaky={:.1}%; plot {}",
+        "compare: val_loss relu={:.4} leaky={:.4}; inactive units relu={:.1}% leaky={:.1}% (on \
+         the whole validation set, best checkpoints); plot {}",
         relu.val_loss,
         leaky.val_loss,
-        relu.dead_pct,
-        leaky.dead_pct,
+        relu.inactive_pct,
+        leaky.inactive_pct,
+        svg.display()
+    );
+    Ok(())
+}
+
+fn run_lab(a: &LabArgs) -> Result<()> {
+    set_threads(a.run.threads);
+    let (text, dev) = (a.run.text()?, device(a.run.device)?);
+    let cfg = lab::Lab {
+        settings: a.run.settings(0.0),
+        alphas: a.alphas.clone(),
+        knockout: a.knockout,
+        knockout_bias: a.knockout_bias,
+        baseline: !a.no_baseline,
+    };
+    let runs = lab::lab(&text, &cfg, &dev, true)?;
+    create_out(&a.out)?;
+    let named: Vec<(String, &train::Run)> = (runs.iter())
+        .flat_map(|r| {
+            let kind = if r.knockout.knocked.is_empty() {
+                ""
+            } else {
+                " knockout"
+            };
+            let k = Some((format!("alpha {}{kind}", r.alpha), &r.knockout));
+            let b = (r.baseline.as_ref()).map(|b| (format!("alpha {} baseline", r.alpha), b));
+            k.into_iter().chain(b)
+        })
+        .collect();
+    write(&a.out.join("lab.csv"), &points_csv(&named))?;
+    let svg = a.out.join("lab.svg");
+    plot::plot_lab(&svg, &runs)?;
+    println!("{}", lab::table(&runs));
+    for r in &runs {
+        println!("{}", lab::summary_line(r));
+    }
+    println!(
+        "wrote {} and {}",
+        a.out.join("lab.csv").display(),
         svg.display()
     );
     Ok(())
@@ -323,11 +494,12 @@ fn keep_freed_memory() {}
 
 fn main() -> ExitCode {
     keep_freed_memory();
-    let cli = Cli::parse();
+    let cli = parse_cli(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let result = match &cli.cmd {
         Cmd::Train(a) => run_train(a),
         Cmd::Sample(a) => run_sample(a),
         Cmd::Compare(a) => run_compare(a),
+        Cmd::Lab(a) => run_lab(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -125,10 +125,33 @@ impl CharRnn {
         Self::from_array(self.cfg, self.list().map(Tensor::detach))
     }
 
+    /// A copy of the weights that later training steps do not change (the optimiser updates
+    /// the variables in place).
+    pub fn snapshot(&self) -> Result<Self> {
+        let list = self.list().map(|t| t.detach().copy());
+        let [emb, w_x, b, w_h, w_out, b_out] = list;
+        Ok(Self::from_array(
+            self.cfg,
+            [emb?, w_x?, b?, w_h?, w_out?, b_out?],
+        ))
+    }
+
     /// Runs `x` (`(batch, steps)` u32 ids) from hidden state `h0` (`(batch, hidden)`). The
     /// input projection of every step is one matmul; the recurrence applies `LeakyRelu(alpha)`
     /// through `apply_op1`. With `track`, also returns each unit's largest pre-activation.
     pub fn forward(&self, x: &Tensor, h0: &Tensor, track: bool) -> Result<Output> {
+        self.forward_masked(x, h0, track, None)
+    }
+
+    /// [`CharRnn::forward`] with the recurrent outputs, `(steps * batch, hidden)` time-major,
+    /// multiplied by `mask` before the read-out (dropout).
+    pub fn forward_masked(
+        &self,
+        x: &Tensor,
+        h0: &Tensor,
+        track: bool,
+        mask: Option<&Tensor>,
+    ) -> Result<Output> {
         let (batch, steps) = x.dims2()?;
         let hidden = self.cfg.hidden;
         let ids = x.t()?.flatten_all()?;
@@ -163,7 +186,10 @@ impl CharRnn {
             h = z.apply_op1(op)?;
             hs.push(h.clone());
         }
-        let hs = Tensor::stack(&hs, 0)?.reshape((steps * batch, hidden))?;
+        let mut hs = Tensor::stack(&hs, 0)?.reshape((steps * batch, hidden))?;
+        if let Some(m) = mask {
+            hs = (hs * m)?;
+        }
         let logits = hs.matmul(&self.w_out.t()?)?.broadcast_add(&self.b_out)?;
         Ok(Output {
             logits,

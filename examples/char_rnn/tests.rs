@@ -30,6 +30,10 @@ fn settings(steps: usize) -> Settings {
         eval_every: 20,
         val_frac: 0.1,
         seed: 7,
+        knockout: 0.0,
+        knockout_bias: 0.0,
+        patience: 0,
+        dropout: 0.0,
     }
 }
 
@@ -57,18 +61,19 @@ fn loss_falls_well_below_uniform_guess() -> Result<()> {
     let run = train(&text, &settings(60), &Device::Cpu, None)?;
     let uniform = (Vocab::from_text(&text).len() as f64).ln();
     let last = run.last();
-    assert_eq!(run.history.len(), 3);
+    assert_eq!(run.history.len(), 4);
+    assert_eq!(run.history[0].step, 0);
+    let train_loss = last.train_loss.unwrap();
     assert!(
-        last.train_loss < 0.3 * uniform,
-        "train loss {} vs uniform {uniform}",
-        last.train_loss
+        train_loss < 0.3 * uniform,
+        "train loss {train_loss} vs uniform {uniform}"
     );
     assert!(
         last.val_loss < 0.3 * uniform,
         "val loss {} vs uniform {uniform}",
         last.val_loss
     );
-    assert!((0.0..=100.0).contains(&last.dead_pct));
+    assert!((0.0..=100.0).contains(&last.inactive_pct));
     Ok(())
 }
 
@@ -216,4 +221,355 @@ fn learning_rate_warms_up_then_decays_to_a_tenth() {
     assert_eq!(lr(9), 1.0);
     assert!(lr(50) < 1.0 && lr(50) > 0.1);
     assert!((lr(100) - 0.1).abs() < 1e-12);
+}
+
+/// The first `n` bytes of the bundled corpus (ASCII), a small text that overfits quickly.
+fn small_text(n: usize) -> Result<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare.txt");
+    Ok(read_text(&path)?[..n].to_string())
+}
+
+#[test]
+fn inactive_units_are_measured_on_the_whole_validation_set() -> Result<()> {
+    // Two characters, three units, no recurrence: unit 0 fires on 'b' only, unit 1 on both,
+    // unit 2 on neither. 'b' first appears in the third batch of the pass.
+    let text = "aaaaaaaaabaaaaaaa";
+    let vocab = Vocab::from_text(text);
+    let cfg = model::Config {
+        vocab: 2,
+        embed: 2,
+        hidden: 3,
+        alpha: 0.0,
+    };
+    let (model, vars) = CharRnn::init(cfg, 0.0, 1, &Device::Cpu)?;
+    let t = |v: &[f32], shape: (usize, usize)| Tensor::from_slice(v, shape, &Device::Cpu);
+    vars[0].set(&t(&[1.0, 0.0, 0.0, 1.0], (2, 2))?)?;
+    vars[1].set(&t(&[0.0, 1.0, 1.0, 1.0, -1.0, -1.0], (3, 2))?)?;
+    let ids = vocab.encode(text)?;
+    let whole = data::Streams::new(&ids, 1, 4)?;
+    assert_eq!(whole.batches_per_pass(), 4);
+    let e = train::evaluate(&model, &whole)?;
+    assert_eq!(e.active, [true, true, false]);
+    assert_eq!(e.inactive_pct().to_bits(), (100.0f64 / 3.0).to_bits());
+    // The first batch alone would call unit 0 inactive.
+    let first = train::evaluate(&model, &data::Streams::new(&ids[..5], 1, 4)?)?;
+    assert_eq!(first.active, [false, true, false]);
+    Ok(())
+}
+
+#[test]
+fn died_and_revived_count_status_changes() {
+    let (before, now) = (
+        [true, true, false, false, true],
+        [true, false, true, false, false],
+    );
+    assert_eq!(train::status_changes(&before, &now), (2, 1));
+    assert_eq!(train::status_changes(&now, &before), (1, 2));
+}
+
+#[test]
+fn relu_knockout_units_get_no_gradient_and_never_revive() -> Result<()> {
+    let text = text();
+    let s = Settings {
+        alpha: 0.0,
+        knockout: 0.25,
+        knockout_bias: -10.0,
+        ..settings(40)
+    };
+    let relu = train(&text, &s, &Device::Cpu, None)?;
+    assert_eq!(relu.knocked.len(), 16);
+    assert_eq!(relu.history.len(), 3);
+    let first = relu.history[0];
+    assert!(first.train_loss.is_none() && first.zero_grad_pct.is_none());
+    for p in &relu.history {
+        assert_eq!(p.knocked_alive, 0, "{p:?}");
+        assert!(p.inactive_pct >= 25.0, "{p:?}");
+    }
+    for p in &relu.history[1..] {
+        assert!(p.zero_grad_pct.unwrap() >= 25.0, "{p:?}");
+    }
+    // The same knockout under LeakyReLU: every unit gets gradient on every interval.
+    let leaky = train(&text, &Settings { alpha: 0.01, ..s }, &Device::Cpu, None)?;
+    assert_eq!(leaky.knocked, relu.knocked);
+    for p in &leaky.history[1..] {
+        assert_eq!(
+            p.zero_grad_pct.unwrap().to_bits(),
+            0.0f64.to_bits(),
+            "{p:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn knocked_units_depend_on_the_seed_and_share_only() {
+    let s = Settings {
+        knockout: 0.25,
+        ..settings(1)
+    };
+    let units = train::knocked_units(&s);
+    assert_eq!(units.len(), 16);
+    assert!(units.windows(2).all(|w| w[0] < w[1]) && units[15] < 64);
+    assert_eq!(
+        units,
+        train::knocked_units(&Settings {
+            alpha: 0.2,
+            ..s.clone()
+        })
+    );
+    assert_ne!(units, train::knocked_units(&Settings { seed: 8, ..s }));
+    assert!(train::knocked_units(&settings(1)).is_empty());
+}
+
+#[test]
+fn checkpoint_is_the_best_validation_one_on_a_small_text() -> Result<()> {
+    let text = small_text(4000)?;
+    let s = Settings {
+        hidden: 128,
+        seq_len: 32,
+        lr: 2e-2,
+        val_frac: 0.2,
+        ..settings(200)
+    };
+    let run = train(&text, &s, &Device::Cpu, None)?;
+    let (best, last) = (run.best(), run.last());
+    assert!(
+        best.step > 0 && best.step < last.step && best.val_loss < last.val_loss,
+        "no overfitting to test on: best {best:?}, last {last:?}"
+    );
+    let min = (run.history[1..].iter()).min_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    assert_eq!(min.unwrap().step, best.step);
+    // The returned weights are the best evaluation's, through a checkpoint file too.
+    let path = temp_path("best.safetensors");
+    run.model.save(&run.vocab, &path)?;
+    let (loaded, _) = CharRnn::load(&path, &Device::Cpu)?;
+    std::fs::remove_file(&path)?;
+    let corpus = Corpus::new(&text, s.val_frac, s.seq_len)?;
+    let val = data::Streams::new(&corpus.val, s.batch, s.seq_len)?;
+    for m in [&run.model, &loaded] {
+        assert_eq!(
+            train::evaluate(m, &val)?.loss.to_bits(),
+            best.val_loss.to_bits()
+        );
+    }
+    let rising = run
+        .history
+        .windows(2)
+        .filter(|w| train::overfitting(&w[0], &w[1]));
+    assert!(rising.count() > 0, "no overfitting warning");
+    // Early stopping: the same run up to `patience` evaluations past the best one.
+    let stopped = train(&text, &Settings { patience: 2, ..s }, &Device::Cpu, None)?;
+    assert!(stopped.stopped_early);
+    assert_eq!(stopped.best().step, best.step);
+    assert_eq!(stopped.last().step, best.step + 2 * s.eval_every);
+    assert_eq!(stopped.best().val_loss.to_bits(), best.val_loss.to_bits());
+    Ok(())
+}
+
+#[test]
+fn dropout_is_seeded_and_changes_training() -> Result<()> {
+    let text = text();
+    let s = Settings {
+        dropout: 0.5,
+        ..settings(3)
+    };
+    let bits = |r: &train::Run| r.last().val_loss.to_bits();
+    let (a, b) = (
+        train(&text, &s, &Device::Cpu, None)?,
+        train(&text, &s, &Device::Cpu, None)?,
+    );
+    assert_eq!(bits(&a), bits(&b));
+    let plain = train(&text, &settings(3), &Device::Cpu, None)?;
+    assert_ne!(bits(&a), bits(&plain));
+    Ok(())
+}
+
+#[test]
+fn bad_lab_and_regularisation_settings_are_errors() {
+    let bad = [
+        (
+            "--knockout",
+            Settings {
+                knockout: 1.5,
+                ..settings(1)
+            },
+        ),
+        (
+            "--knockout-bias",
+            Settings {
+                knockout_bias: f64::NAN,
+                ..settings(1)
+            },
+        ),
+        (
+            "--dropout",
+            Settings {
+                dropout: 1.0,
+                ..settings(1)
+            },
+        ),
+        (
+            "--weight-decay",
+            Settings {
+                weight_decay: -1.0,
+                ..settings(1)
+            },
+        ),
+    ];
+    for (flag, s) in bad {
+        let e = err_text(train(&text(), &s, &Device::Cpu, None));
+        assert!(e.contains(flag), "{e}");
+    }
+    let cfg = lab::Lab {
+        settings: settings(1),
+        alphas: vec![],
+        knockout: 0.25,
+        knockout_bias: -4.0,
+        baseline: true,
+    };
+    assert!(err_text(lab::lab(&text(), &cfg, &Device::Cpu, false)).contains("--alphas"));
+}
+
+#[test]
+fn lab_preset_sets_only_the_flags_not_given() -> Result<()> {
+    let lab_args = |args: &[&str]| -> Result<LabArgs> {
+        let argv = ["char_rnn", "lab"].iter().chain(args).copied();
+        match parse_cli(argv)?.cmd {
+            Cmd::Lab(a) => Ok(a),
+            c => panic!("{c:?}"),
+        }
+    };
+    let plain = lab_args(&[])?;
+    assert_eq!(
+        (plain.run.lr, plain.run.irnn_scale, plain.knockout),
+        (2e-2, 0.9, 0.25)
+    );
+    assert_eq!(plain.alphas, [0.0, 0.01, 0.2]);
+    let high = lab_args(&["--preset", "high-lr"])?;
+    assert_eq!(
+        (high.run.lr, high.run.irnn_scale, high.knockout),
+        (0.1, 0.5, 0.0)
+    );
+    let mixed = lab_args(&["--preset", "high-lr", "--lr", "0.05", "--alphas", "0,0.3"])?;
+    assert_eq!((mixed.run.lr, mixed.run.irnn_scale), (0.05, 0.5));
+    assert_eq!(mixed.alphas, [0.0, 0.3]);
+    Ok(())
+}
+
+#[test]
+fn lab_command_writes_lines_csv_and_plot() -> Result<()> {
+    let (data, out) = (temp_path("lab.txt"), temp_path("lab_out"));
+    std::fs::write(&data, text())?;
+    let argv = [
+        "char_rnn",
+        "lab",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--alphas",
+        "0,0.2",
+        "--steps",
+        "10",
+        "--eval-every",
+        "5",
+        "--hidden",
+        "32",
+        "--embed",
+        "8",
+        "--batch",
+        "4",
+        "--seq-len",
+        "16",
+    ];
+    let Cmd::Lab(a) = parse_cli(argv)?.cmd else {
+        panic!("not lab")
+    };
+    run_lab(&a)?;
+    let csv = std::fs::read_to_string(out.join("lab.csv"))?;
+    let svg = std::fs::read_to_string(out.join("lab.svg"))?;
+    std::fs::remove_dir_all(&out)?;
+    std::fs::remove_file(&data)?;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("run,step,train_loss,val_loss,inactive_pct,zero_grad_pct"));
+    // 2 slopes x (knockout, baseline) x evaluations at steps 0, 5, 10.
+    assert_eq!(lines.len(), 1 + 2 * 2 * 3);
+    assert!(lines[1].starts_with("alpha 0 knockout,0,,"), "{}", lines[1]);
+    assert!(lines[4].starts_with("alpha 0 baseline,0,,"), "{}", lines[4]);
+    for l in &lines[1..] {
+        let k = if l.contains(" knockout,") { ",8" } else { ",0" };
+        assert!(
+            l.ends_with(k),
+            "K = 8 of 32 knocked out, none in baselines: {l}"
+        );
+    }
+    assert!(svg.contains("knocked-out units alive"));
+    Ok(())
+}
+
+#[test]
+fn lab_summary_line_has_the_documented_fields() -> Result<()> {
+    let cfg = lab::Lab {
+        settings: Settings {
+            hidden: 32,
+            ..settings(4)
+        },
+        alphas: vec![0.0],
+        knockout: 0.25,
+        knockout_bias: -4.0,
+        baseline: false,
+    };
+    let runs = lab::lab(&text(), &cfg, &Device::Cpu, false)?;
+    let line = lab::summary_line(&runs[0]);
+    let keys: Vec<&str> = (line.split_whitespace().skip(1))
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    assert!(
+        line.starts_with("lab: alpha=0 knocked_out=8 alive_at_end="),
+        "{line}"
+    );
+    let want = [
+        "alpha",
+        "knocked_out",
+        "alive_at_end",
+        "val_loss",
+        "baseline_val_loss",
+        "inactive_end",
+    ];
+    assert_eq!(keys, want);
+    assert!(
+        line.contains(" baseline_val_loss=na ") && line.ends_with('%'),
+        "{line}"
+    );
+    Ok(())
+}
+
+#[test]
+fn lab_reports_a_diverged_run_and_goes_on() -> Result<()> {
+    let cfg = lab::Lab {
+        settings: Settings {
+            lr: 1e4,
+            irnn_scale: 1.5,
+            warmup: 1,
+            ..settings(20)
+        },
+        alphas: vec![0.5, 0.01],
+        knockout: 0.0,
+        knockout_bias: 0.0,
+        baseline: true,
+    };
+    let runs = lab::lab(&text(), &cfg, &Device::Cpu, false)?;
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().all(|r| r.baseline.is_none()),
+        "no baseline without a knockout"
+    );
+    let diverged = runs[0].knockout.diverged.expect("lr 1e4 diverges");
+    assert!(diverged < 20);
+    let line = lab::summary_line(&runs[0]);
+    assert!(
+        line.ends_with("val_loss=diverged baseline_val_loss=na inactive_end=na"),
+        "{line}"
+    );
+    Ok(())
 }
