@@ -52,6 +52,11 @@ for op in fwd bwd inplace; do
     done
 done
 [[ $missing == 0 ]]
+# No flush-to-zero anywhere: a `.ftz` instruction would flush f32 subnormal inputs and results
+# in arithmetic and comparisons, as Apple GPUs do, and break the contract's subnormal rows.
+if grep -Eq '\.ftz' "$ptx"; then
+    echo "ci-cuda: flush-to-zero (.ftz) instructions in the PTX:" >&2; grep -En '\.ftz' "$ptx" | head >&2; exit 1
+fi
 # 16-byte vector accesses on the contiguous path.
 grep -Eq 'ld\.global\.v4\.(f32|u32)|ld\.global\.v2\.f64' "$ptx" || { echo "ci-cuda: no 16-byte vector loads in the PTX" >&2; exit 1; }
 

@@ -19,7 +19,7 @@ use candle_core::cuda_backend::cudarc::driver::{
     PushKernelArg,
 };
 use candle_core::cuda_backend::{CudaStorageSlice as S, SlicePtrOrNull, WrapErr};
-use candle_core::{CudaDevice, CudaStorage, DType, Error, Layout, Result};
+use candle_core::{CudaDevice, CudaStorage, Error, Layout, Result};
 use half::{bf16, f16};
 use std::sync::{Arc, Mutex};
 

@@ -20,7 +20,10 @@ pub(crate) const INPLACE: &str = "leaky_relu_";
 /// `f32::MAX` (about 3.4028235e38): a larger slope is refused when the op is applied to such a
 /// tensor, since only then is the dtype known. The field is public, so any slope can be built by
 /// hand: every entry point checks it again and returns an error before any kernel runs.
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// Two values are equal when their slopes have the same bits (`Eq` and `Hash` follow): `-0.0`
+/// and `0.0` compute different signs of zero, so they are different ops.
+#[derive(Clone, Copy, Debug)]
 pub struct LeakyRelu(pub f64);
 
 impl Default for LeakyRelu {
@@ -32,8 +35,28 @@ impl Default for LeakyRelu {
 
 /// The fused gradient of [`LeakyRelu`]: `apply_op2_no_bwd(x, dy)` gives `dx`, with `dy` where
 /// `x > 0` and `alpha * dy` elsewhere (NaN `x` included), as the contract's backward table says.
-#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// Equality compares the slopes' bits, as for [`LeakyRelu`].
+#[derive(Clone, Copy, Debug)]
 pub struct LeakyReluBackward(pub f64);
+
+/// Equality and hashing by the slope's bits, for both ops.
+macro_rules! by_bits {
+    ($($t:ty),*) => {$(
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.to_bits() == other.0.to_bits()
+            }
+        }
+        impl Eq for $t {}
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                self.0.to_bits().hash(h)
+            }
+        }
+    )*};
+}
+by_bits!(LeakyRelu, LeakyReluBackward);
 
 /// A validated slope in the forms the kernels use: `f64` for f64 tensors and `alpha as f32`
 /// (round to nearest, ties to even) for f32, f16 and bf16 tensors.
@@ -162,14 +185,18 @@ fn check2<S: Elems>(alpha: f64, (s1, l1): (&S, &Layout), (s2, l2): (&S, &Layout)
     Ok(slope)
 }
 
-/// Validates an in-place call: as [`check`], and a view whose elements do not overlap in storage
-/// (a broadcast would transform the same element more than once). `Tensor::inplace_op1` refuses
-/// overlapping views too; this covers direct calls of the `InplaceOp1` methods.
+/// Validates an in-place call: as [`check`], and a view whose elements cannot overlap in storage
+/// (a broadcast would transform the same element more than once). The overlap test is candle's
+/// own (`Tensor::inplace_op1` applies it first; this covers direct calls of the `InplaceOp1`
+/// methods) and, like candle, conservative: a hand-built view whose elements are distinct but
+/// whose strides candle cannot prove so (`dims [3, 2]`, `strides [2, 3]`) is refused too. An
+/// empty view has no elements to overlap and is accepted wherever it starts.
 fn check_inplace<S: Elems>(alpha: f64, s: &S, l: &Layout) -> Result<Slope> {
     let slope = check(alpha, s, l, INPLACE)?;
-    if l.has_internal_overlap() {
+    if !l.dims().contains(&0) && l.has_internal_overlap() {
         return Err(Error::msg(format!(
-            "{INPLACE}: the view's elements overlap in storage (dims {:?}, strides {:?})",
+            "{INPLACE}: the view's elements may overlap in storage (dims {:?}, strides {:?}); \
+             in place needs a view that reaches each element once",
             l.dims(),
             l.stride()
         ))
@@ -328,6 +355,12 @@ pub trait LeakyReluExt {
     /// refusing a tensor that autograd tracks (a `Var`, or anything computed from one): candle
     /// would not see the write, and gradients through it would be silently wrong. Use
     /// [`leaky_relu`](LeakyReluExt::leaky_relu) there.
+    ///
+    /// The check sees this tensor only. Candle has no version counters, so other tensors that
+    /// share its storage are not protected: writing through a `detach()`ed copy of a `Var`
+    /// changes the `Var`, and overwriting an untracked tensor that a graph has already used
+    /// (say `x` in `(&x * &w)?.sum_all()?`) changes the gradient that graph's `backward()`
+    /// gives for `w`. Write in place only to tensors nothing else will read.
     fn leaky_relu_(&self, alpha: f64) -> Result<()>;
 }
 

@@ -353,6 +353,13 @@ fn slope_non_finite_refused_everywhere() -> Result<()> {
         assert_eq!(LeakyRelu::new(ok)?, LeakyRelu(ok));
     }
     assert_eq!(LeakyRelu::default(), LeakyRelu(0.01));
+    // Equal ops compute equal bits: the slopes are compared by their bits.
+    assert_ne!(LeakyRelu(0.0), LeakyRelu(-0.0));
+    assert_ne!(LeakyReluBackward(0.0), LeakyReluBackward(-0.0));
+    assert_eq!(LeakyRelu(f64::NAN), LeakyRelu(f64::NAN));
+    let ops: std::collections::HashSet<_> =
+        [LeakyRelu(0.1), LeakyRelu(0.1), LeakyRelu(-0.0)].into();
+    assert_eq!(ops.len(), 2);
     Ok(())
 }
 

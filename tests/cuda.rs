@@ -170,7 +170,7 @@ fn offsets_past_2_pow_32() -> Result<()> {
         return Ok(());
     };
     let vals: Vec<f16> = (0..rows * 8)
-        .map(|i| f16::from_bits((i as u16).wrapping_mul(40503) ^ 0x8000 * (i as u16 & 1)))
+        .map(|i| f16::from_bits((i as u16).wrapping_mul(40503) ^ (0x8000 * (i as u16 & 1))))
         .collect();
     let stream = cuda_dev.cuda_stream();
     for r in 0..rows {
@@ -207,7 +207,7 @@ fn offsets_past_2_pow_32() -> Result<()> {
     };
     let slice = st.as_cuda_slice::<f16>()?;
     for r in 0..rows {
-        let got = stream.memcpy_dtov(&slice.slice(r * row..r * row + 8)).w()?;
+        let got = stream.clone_dtoh(&slice.slice(r * row..r * row + 8)).w()?;
         let got: Vec<u64> = got.iter().map(|v| v.to_bits() as u64).collect();
         assert_bits_eq(&format!("in place, row {r}"), &got, &want[r * 8..r * 8 + 8]);
     }
