@@ -38,6 +38,26 @@ struct Panel {
     legend_top: bool,
 }
 
+/// Validation loss over training, in `compare` and `lab`.
+const LOSS: Panel = Panel {
+    title: "validation loss",
+    unit: "nats/char",
+    get: |p| p.val_loss,
+    from_zero: false,
+    min_pad: 0.05,
+    legend_top: true,
+};
+
+/// The share of inactive hidden units over training, in `compare` and `lab`.
+const INACTIVE: Panel = Panel {
+    title: "inactive hidden units (whole validation set)",
+    unit: "% of units",
+    get: |p| p.inactive_pct,
+    from_zero: true,
+    min_pad: 1.0,
+    legend_top: false,
+};
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
@@ -107,24 +127,7 @@ pub fn plot(path: &Path, runs: &[(String, &[Point])]) -> Result<()> {
             dashed: false,
         })
         .collect();
-    let panels = [
-        Panel {
-            title: "validation loss",
-            unit: "nats/char",
-            get: |p| p.val_loss,
-            from_zero: false,
-            min_pad: 0.05,
-            legend_top: true,
-        },
-        Panel {
-            title: "inactive hidden units (whole validation set)",
-            unit: "% of units",
-            get: |p| p.inactive_pct,
-            from_zero: true,
-            min_pad: 1.0,
-            legend_top: false,
-        },
-    ];
+    let panels = [LOSS, INACTIVE];
     for (area, panel) in root.split_evenly((1, 2)).iter().zip(&panels) {
         draw_panel(area, panel, &curves, 0.0).map_err(|x| e(&x))?;
     }
@@ -174,22 +177,8 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
             min_pad: 1.0,
             legend_top: false,
         },
-        Panel {
-            title: "inactive hidden units (whole validation set)",
-            unit: "% of units",
-            get: |p| p.inactive_pct,
-            from_zero: true,
-            min_pad: 1.0,
-            legend_top: false,
-        },
-        Panel {
-            title: "validation loss",
-            unit: "nats/char",
-            get: |p| p.val_loss,
-            from_zero: false,
-            min_pad: 0.05,
-            legend_top: true,
-        },
+        INACTIVE,
+        LOSS,
     ];
     let areas = root.split_evenly((1, 3));
     for (i, (area, panel)) in areas.iter().zip(&panels).enumerate() {
