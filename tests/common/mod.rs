@@ -103,26 +103,12 @@ pub fn to_bits(t: &Tensor) -> Result<Vec<u64>> {
         // candle 0.11.1's to_vec1 panics on an empty view whose offset lies past the storage.
         return Ok(Vec::new());
     }
-    let t = t.flatten_all()?;
-    Ok(match t.dtype() {
-        DType::F16 => t
-            .to_vec1::<f16>()?
-            .iter()
-            .map(|v| v.to_bits() as u64)
-            .collect(),
-        DType::BF16 => t
-            .to_vec1::<bf16>()?
-            .iter()
-            .map(|v| v.to_bits() as u64)
-            .collect(),
-        DType::F32 => t
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|v| v.to_bits() as u64)
-            .collect(),
-        DType::F64 => t.to_vec1::<f64>()?.iter().map(|v| v.to_bits()).collect(),
-        d => panic!("not a contract dtype: {d:?}"),
-    })
+    let t = t.to_device(&Device::Cpu)?.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    let (candle_core::Storage::Cpu(s), Some((o, e))) = (&*s, l.contiguous_offsets()) else {
+        panic!("a contiguous CPU tensor")
+    };
+    Ok(storage_bits(s)[o..e].to_vec())
 }
 
 /// The value of the bits in the contract's compute type, widened to f64 (exact), and whether
