@@ -20,7 +20,8 @@
 //!   `candle_nn::seq()`.
 //! - [`LeakyReluBackward`]: the fused gradient `dx` from `(x, dy)`, a [`candle_core::CustomOp2`].
 //! - [`LeakyReluExt`]: `xs.leaky_relu(alpha)` and `xs.leaky_relu_(alpha)` on [`candle_core::Tensor`]
-//!   (the in-place one refuses tensors that autograd tracks).
+//!   (the in-place one refuses tensors that autograd tracks: see
+//!   [`LeakyReluExt::leaky_relu_`] for in-place writes and autograd).
 //! - [`leaky_relu`]: `leaky_relu(xs, negative_slope)`, a drop-in for `candle_nn::ops::leaky_relu`.
 //!
 //! Every entry point validates the slope, the dtype and the layouts (element counts that overflow,
@@ -30,14 +31,19 @@
 
 #![deny(missing_docs)]
 
+// The house, bottom to top; no module imports one above it.
+// Ground floor: the shared vocabulary and checks.
+mod base;
+// Backends: import only `base`.
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "metal")]
 mod metal;
-mod op;
+// Ops: validate through `base`, dispatch to the backends.
+mod leaky_relu;
 
-pub use op::{leaky_relu, LeakyRelu, LeakyReluBackward, LeakyReluExt};
+pub use leaky_relu::{leaky_relu, LeakyRelu, LeakyReluBackward, LeakyReluExt};
 
 #[doc = include_str!("../NUMERICS.md")]
 pub mod numerics {}

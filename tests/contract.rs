@@ -489,3 +489,21 @@ fn bwd_operands_must_match() -> Result<()> {
     }
     Ok(())
 }
+
+// ---- Names: every error names the op; candle prints the ops' own names in its errors too.
+
+#[test]
+fn op_names_as_candle_prints_them() -> Result<()> {
+    use candle_core::{CustomOp1, CustomOp2, InplaceOp1};
+    assert_eq!(CustomOp1::name(&LeakyRelu(0.1)), "leaky_relu");
+    assert_eq!(
+        CustomOp2::name(&LeakyReluBackward(0.1)),
+        "leaky_relu_backward"
+    );
+    assert_eq!(InplaceOp1::name(&LeakyRelu(0.1)), "leaky_relu_");
+    // candle's own overlap refusal, before any of ours, carries the in-place name.
+    let b = Tensor::new(&[1.0f32], &Device::Cpu)?.broadcast_as(4)?;
+    let e = b.inplace_op1(&LeakyRelu(0.1)).unwrap_err().to_string();
+    assert!(e.starts_with("leaky_relu_:"), "{e}");
+    Ok(())
+}

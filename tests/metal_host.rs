@@ -4,6 +4,10 @@
 //! standard cases of `tests/host`. Deliberately wrong shaders must fail it.
 mod common;
 mod host;
+// The crate's ground floor and the Metal plan that uses it, compiled as they are.
+#[allow(dead_code)]
+#[path = "../src/base.rs"]
+mod base;
 #[path = "../src/metal/plan.rs"]
 mod plan;
 
@@ -29,14 +33,14 @@ const METAL: Harness = Harness {
 /// descending order. The threadgroup width varies (a pipeline's max is at most 1024, often
 /// less) so that grids are rounded up past the tiles, as candle's linear_split does.
 fn launches(i: usize, c: &Case) -> Vec<String> {
-    let kind = match c.op {
-        Op::Fwd => plan::Kind::Fwd,
-        Op::Bwd => plan::Kind::Bwd,
-        Op::Inplace => plan::Kind::Inplace,
+    let op = match c.op {
+        Op::Fwd => base::Op::Fwd,
+        Op::Bwd => base::Op::Bwd,
+        Op::Inplace => base::Op::Inplace,
     };
-    let name = plan::kernel_name(kind, c.dtype, !c.contiguous(), "test").unwrap();
+    let name = plan::kernel_name(op, c.dtype, !c.contiguous());
     let max = [1024, 32, 7, 256][i % 4];
-    let (groups, width) = plan::grid(c.n(), c.dtype.size_in_bytes(), max, "test").unwrap();
+    let (groups, width) = plan::grid(c.n(), c.dtype.size_in_bytes(), max, op).unwrap();
     ["up", "down"]
         .map(|o| format!("{name} {groups} {width} {o}"))
         .to_vec()

@@ -1,13 +1,14 @@
 //! The numerics contract's scalar rule (NUMERICS.md, forward and backward tables), one element
-//! at a time, per dtype. This is the file to check against the contract: the rest of the CPU
-//! backend (SIMD slice kernels, the layout walker, threading) only decides which elements go
-//! through these two functions, and the F16C kernel in `simd.rs` is tested against them.
+//! at a time. This is the file to check against the contract: the rest of the CPU backend (SIMD
+//! slice kernels, the layout walker, threading) only decides which elements go through
+//! [`Rule::fwd`] and [`Rule::bwd`], and every vector kernel is tested against them.
 //!
 //! It assumes Rust's default floating-point environment (round to nearest, subnormals kept: no
 //! FTZ/DAZ), as Rust itself does.
 
-use crate::op::Slope;
+use crate::base::Slope;
 use half::{bf16, f16};
+use std::ops::Mul;
 
 /// The canonical positive quiet NaNs of the contract.
 pub(crate) const NAN_F16: u16 = 0x7E00;
@@ -15,108 +16,140 @@ pub(crate) const NAN_BF16: u16 = 0x7FC0;
 pub(crate) const NAN_F32: u32 = 0x7FC0_0000;
 pub(crate) const NAN_F64: u64 = 0x7FF8_0000_0000_0000;
 
-/// One element type of the contract and its scalar rule.
-pub(crate) trait Elem: Copy + Send + Sync + 'static {
-    /// The forward table of the contract for one element.
-    fn fwd(self, a: Slope) -> Self;
-    /// The backward table of the contract for one element (`self` is `x`).
-    fn bwd(self, dy: Self, a: Slope) -> Self;
+/// A compute type C of the contract: f32 or f64.
+pub(crate) trait Compute:
+    Copy + PartialOrd + Mul<Output = Self> + Send + Sync + 'static
+{
+    const ZERO: Self;
+    fn is_nan(self) -> bool;
+    /// The slope of the contract's Types table in this compute type: `alpha` for f64,
+    /// `alpha as f32` for f32.
+    fn slope(s: Slope) -> Self;
 }
 
-macro_rules! float_elem {
-    ($t:ty, $slope:ident, $nan:expr) => {
-        impl Elem for $t {
-            #[inline(always)]
-            fn fwd(self, a: Slope) -> Self {
-                let p = self * a.$slope;
-                let p = if p.is_nan() { <$t>::from_bits($nan) } else { p };
-                // `<=` is false for NaN: a NaN input takes the `else` arm, bits unchanged.
-                if self <= 0.0 {
-                    p
-                } else {
-                    self
-                }
-            }
-
-            #[inline(always)]
-            fn bwd(self, dy: Self, a: Slope) -> Self {
-                let p = dy * a.$slope;
-                let p = if p.is_nan() { <$t>::from_bits($nan) } else { p };
-                if self > 0.0 {
-                    dy
-                } else {
-                    p
-                }
-            }
-        }
-    };
-}
-
-float_elem!(f32, f32, NAN_F32);
-float_elem!(f64, f64, NAN_F64);
-
-/// bf16 -> f32 is exact: the bits move up 16 places.
-#[inline(always)]
-fn bf16_to_f32(b: u16) -> f32 {
-    f32::from_bits((b as u32) << 16)
-}
-
-/// f32 -> bf16, round to nearest, ties to even; NaN becomes the canonical bf16 NaN.
-#[inline(always)]
-fn f32_to_bf16(p: f32) -> u16 {
-    let b = p.to_bits();
-    let r = (b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16;
-    if p.is_nan() {
-        NAN_BF16
-    } else {
-        r
+impl Compute for f32 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn slope(s: Slope) -> Self {
+        s.f32
+    }
+    #[inline(always)]
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
     }
 }
 
-impl Elem for bf16 {
+impl Compute for f64 {
+    const ZERO: Self = 0.0;
     #[inline(always)]
-    fn fwd(self, a: Slope) -> Self {
-        let x = bf16_to_f32(self.to_bits());
-        let r = f32_to_bf16(x * a.f32);
-        bf16::from_bits(if x <= 0.0 { r } else { self.to_bits() })
+    fn slope(s: Slope) -> Self {
+        s.f64
     }
-
     #[inline(always)]
-    fn bwd(self, dy: Self, a: Slope) -> Self {
-        let r = f32_to_bf16(bf16_to_f32(dy.to_bits()) * a.f32);
-        bf16::from_bits(if self.to_f32() > 0.0 { dy.to_bits() } else { r })
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
 }
 
-impl Elem for f16 {
+/// A dtype of the contract and its scalar rule. An implementation gives only the dtype's
+/// conversions; the rule itself is written once, in the provided methods.
+pub(crate) trait Rule: Copy + Send + Sync + 'static {
+    /// The compute type C: f32 for f16, bf16 and f32; f64 for f64. The slope is a C.
+    type C: Compute;
+    /// The canonical NaN of the dtype.
+    const NAN: Self;
+    /// `C(x)`: exact.
+    fn up(self) -> Self::C;
+    /// `R_T(c)`: round to nearest, ties to even, for a `c` that is not NaN.
+    fn round(c: Self::C) -> Self;
+
+    /// `R_T(v * a)`, a NaN product giving the canonical NaN.
     #[inline(always)]
-    fn fwd(self, a: Slope) -> Self {
-        let x = self.to_f32();
-        let p = x * a.f32;
-        let r = if p.is_nan() {
-            f16::from_bits(NAN_F16)
+    fn scaled(v: Self::C, a: Self::C) -> Self {
+        let p = v * a;
+        if p.is_nan() {
+            Self::NAN
         } else {
-            f16::from_f32(p)
-        };
-        if x <= 0.0 {
-            r
+            Self::round(p)
+        }
+    }
+
+    /// The forward table for one element: `x` (bits unchanged) where `x > 0` or `x` is NaN,
+    /// else `R_T(x * a)`.
+    #[inline(always)]
+    fn fwd(self, a: Self::C) -> Self {
+        let x = self.up();
+        // `<=` is false for NaN: a NaN input takes the `else` arm, bits unchanged.
+        if x <= Self::C::ZERO {
+            Self::scaled(x, a)
         } else {
             self
         }
     }
 
+    /// The backward table for one element (`self` is `x`): `dy` (bits unchanged) where `x > 0`,
+    /// else `R_T(dy * a)`.
     #[inline(always)]
-    fn bwd(self, dy: Self, a: Slope) -> Self {
-        let p = dy.to_f32() * a.f32;
-        let r = if p.is_nan() {
-            f16::from_bits(NAN_F16)
-        } else {
-            f16::from_f32(p)
-        };
-        if self.to_f32() > 0.0 {
+    fn bwd(self, dy: Self, a: Self::C) -> Self {
+        if self.up() > Self::C::ZERO {
             dy
         } else {
-            r
+            Self::scaled(dy.up(), a)
         }
+    }
+}
+
+impl Rule for f32 {
+    type C = f32;
+    const NAN: Self = f32::from_bits(NAN_F32);
+    #[inline(always)]
+    fn up(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn round(c: f32) -> Self {
+        c
+    }
+}
+
+impl Rule for f64 {
+    type C = f64;
+    const NAN: Self = f64::from_bits(NAN_F64);
+    #[inline(always)]
+    fn up(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn round(c: f64) -> Self {
+        c
+    }
+}
+
+impl Rule for f16 {
+    type C = f32;
+    const NAN: Self = f16::from_bits(NAN_F16);
+    #[inline(always)]
+    fn up(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn round(c: f32) -> Self {
+        f16::from_f32(c)
+    }
+}
+
+impl Rule for bf16 {
+    type C = f32;
+    const NAN: Self = bf16::from_bits(NAN_BF16);
+    /// Exact: the bits move up 16 places.
+    #[inline(always)]
+    fn up(self) -> f32 {
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+    /// Round to nearest, ties to even, in integer arithmetic (vectorises, unlike `half`'s).
+    #[inline(always)]
+    fn round(c: f32) -> Self {
+        let b = c.to_bits();
+        bf16::from_bits((b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16)
     }
 }

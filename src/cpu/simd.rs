@@ -2,40 +2,40 @@
 //! (baseline x86-64 and AVX2, picked at run time), and an explicit F16C kernel for f16 (`half`'s
 //! per-element conversion does not vectorise). Same bits as the rule, element for element.
 
-use super::rule::Elem;
-use crate::op::Slope;
+use super::rule::Rule;
 use half::{bf16, f16};
 use std::mem::MaybeUninit;
 
-/// Slice kernels of one element type; the defaults map the scalar rule over the slices.
-pub(crate) trait Kernel: Elem {
+/// Slice kernels of one dtype; the defaults map the scalar rule over the slices. `a` is the
+/// slope in the dtype's compute type.
+pub(crate) trait SliceKernel: Rule {
     /// `dst[i] = fwd(src[i])`; the slices have the same length.
-    fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Slope) {
+    fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
         map_fwd(src, dst, a)
     }
     /// `xs[i] = fwd(xs[i])`.
-    fn fwd_run_inplace(xs: &mut [Self], a: Slope) {
+    fn fwd_run_inplace(xs: &mut [Self], a: Self::C) {
         map_fwd_inplace(xs, a)
     }
     /// `dst[i] = bwd(x[i], dy[i])`; the slices have the same length.
-    fn bwd_run(x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Slope) {
+    fn bwd_run(x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
         map_bwd(x, dy, dst, a)
     }
 }
 
-impl Kernel for f32 {}
-impl Kernel for f64 {}
+impl SliceKernel for f32 {}
+impl SliceKernel for f64 {}
 
-impl Kernel for bf16 {
+impl SliceKernel for bf16 {
     /// AVX2 has no 16-bit masked stores, so the plain loop has nothing to avoid here, and
-    /// staging only costs: 0.52 ms plain vs 0.70 ms staged at 4M (BENCHMARKS.md).
-    fn fwd_run_inplace(xs: &mut [Self], a: Slope) {
+    /// staging only costs (measured: BENCHMARKS.md, bf16 in place).
+    fn fwd_run_inplace(xs: &mut [Self], a: Self::C) {
         map_fwd_inplace_direct(xs, a)
     }
 }
 
-impl Kernel for f16 {
-    fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Slope) {
+impl SliceKernel for f16 {
+    fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
         #[cfg(target_arch = "x86_64")]
         if f16c::available() {
             // SAFETY: the CPU has AVX2 and F16C (checked just above).
@@ -44,7 +44,7 @@ impl Kernel for f16 {
         map_fwd(src, dst, a)
     }
 
-    fn fwd_run_inplace(xs: &mut [Self], a: Slope) {
+    fn fwd_run_inplace(xs: &mut [Self], a: Self::C) {
         #[cfg(target_arch = "x86_64")]
         if f16c::available() {
             // SAFETY: the CPU has AVX2 and F16C (checked just above).
@@ -53,7 +53,7 @@ impl Kernel for f16 {
         map_fwd_inplace(xs, a)
     }
 
-    fn bwd_run(x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Slope) {
+    fn bwd_run(x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
         #[cfg(target_arch = "x86_64")]
         if f16c::available() {
             // SAFETY: the CPU has AVX2 and F16C (checked just above).
@@ -67,13 +67,13 @@ impl Kernel for f16 {
 /// run time. The body is the same source: only the instructions the compiler may use differ.
 macro_rules! multiversion {
     ($(fn $name:ident<$t:ident>($($arg:ident: $ty:ty),*) $body:block)*) => {$(
-        fn $name<$t: Kernel>($($arg: $ty),*) {
+        fn $name<$t: SliceKernel>($($arg: $ty),*) {
             #[inline(always)]
-            fn base<$t: Kernel>($($arg: $ty),*) $body
+            fn base<$t: SliceKernel>($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
-            fn avx2<$t: Kernel>($($arg: $ty),*) {
+            fn avx2<$t: SliceKernel>($($arg: $ty),*) {
                 base($($arg),*)
             }
 
@@ -88,14 +88,14 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-    fn map_fwd<T>(src: &[T], dst: &mut [MaybeUninit<T>], a: Slope) {
+    fn map_fwd<T>(src: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
         debug_assert_eq!(src.len(), dst.len());
         for (d, &x) in dst.iter_mut().zip(src) {
             d.write(x.fwd(a));
         }
     }
 
-    fn map_fwd_inplace<T>(xs: &mut [T], a: Slope) {
+    fn map_fwd_inplace<T>(xs: &mut [T], a: T::C) {
         // Written as `*x = x.fwd(a)`, this loop becomes masked stores (`vmaskmovps`: only the
         // lanes that change are written back), which AMD CPUs microcode: 4x slower than the
         // out-of-place kernel here. Each block is copied out first, and `black_box` hides from
@@ -113,13 +113,13 @@ multiversion! {
         }
     }
 
-    fn map_fwd_inplace_direct<T>(xs: &mut [T], a: Slope) {
+    fn map_fwd_inplace_direct<T>(xs: &mut [T], a: T::C) {
         for x in xs {
             *x = x.fwd(a);
         }
     }
 
-    fn map_bwd<T>(x: &[T], dy: &[T], dst: &mut [MaybeUninit<T>], a: Slope) {
+    fn map_bwd<T>(x: &[T], dy: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
         debug_assert!(x.len() == dst.len() && dy.len() == dst.len());
         for ((d, &x), &g) in dst.iter_mut().zip(x).zip(dy) {
             d.write(x.bwd(g, a));
@@ -133,7 +133,7 @@ multiversion! {
 #[cfg(target_arch = "x86_64")]
 mod f16c {
     use super::super::rule::NAN_F32;
-    use super::{Elem, Slope};
+    use super::Rule;
     use half::f16;
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
@@ -178,8 +178,8 @@ mod f16c {
     }
 
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn fwd(src: &[f16], dst: &mut [MaybeUninit<f16>], a: Slope) {
-        let va = _mm256_set1_ps(a.f32);
+    pub(super) fn fwd(src: &[f16], dst: &mut [MaybeUninit<f16>], a: f32) {
+        let va = _mm256_set1_ps(a);
         let mut d8 = dst.chunks_exact_mut(8);
         let mut s8 = src.chunks_exact(8);
         for (d, s) in (&mut d8).zip(&mut s8) {
@@ -196,8 +196,8 @@ mod f16c {
     }
 
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn fwd_inplace(xs: &mut [f16], a: Slope) {
-        let va = _mm256_set1_ps(a.f32);
+    pub(super) fn fwd_inplace(xs: &mut [f16], a: f32) {
+        let va = _mm256_set1_ps(a);
         let mut c8 = xs.chunks_exact_mut(8);
         for c in &mut c8 {
             // SAFETY: `c` holds exactly eight 2-byte elements (16 bytes); unaligned access.
@@ -212,8 +212,8 @@ mod f16c {
     }
 
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn bwd(x: &[f16], dy: &[f16], dst: &mut [MaybeUninit<f16>], a: Slope) {
-        let va = _mm256_set1_ps(a.f32);
+    pub(super) fn bwd(x: &[f16], dy: &[f16], dst: &mut [MaybeUninit<f16>], a: f32) {
+        let va = _mm256_set1_ps(a);
         let mut d8 = dst.chunks_exact_mut(8);
         let mut x8 = x.chunks_exact(8);
         let mut g8 = dy.chunks_exact(8);

@@ -6,7 +6,8 @@ use candle_core::Layout;
 /// A view folded to the fewest dims for `K` operands of one shape: dims of size 1 dropped,
 /// neighbours merged where every operand's strides allow; the innermost dim is split off as the
 /// run length. All indices are `usize` (64-bit); the layouts must have passed
-/// `op::check_layout`, which bounds every offset computed here by the storage length.
+/// `base::check_operand`, which bounds the element count and every offset computed here by the
+/// storage length.
 pub(super) struct Walk<const K: usize> {
     outer: Vec<usize>,
     strides: [Vec<usize>; K],
@@ -54,7 +55,12 @@ impl<const K: usize> Walk<K> {
         }
     }
 
-    /// The storage offsets of each run, from run number `first` on (endless: zip it).
+    /// The number of runs: the element count divided by the run length.
+    pub(super) fn count(&self) -> usize {
+        self.outer.iter().product()
+    }
+
+    /// The storage offsets of each run, from run number `first` to the last.
     pub(super) fn runs(&self, first: usize) -> Runs<'_, K> {
         let mut idx = vec![0; self.outer.len()];
         let mut offs = self.starts;
@@ -70,6 +76,7 @@ impl<const K: usize> Walk<K> {
             walk: self,
             idx,
             offs,
+            left: self.count().saturating_sub(first),
         }
     }
 }
@@ -78,15 +85,22 @@ pub(super) struct Runs<'a, const K: usize> {
     walk: &'a Walk<K>,
     idx: Vec<usize>,
     offs: [usize; K],
+    left: usize,
 }
 
 impl<const K: usize> Iterator for Runs<'_, K> {
     type Item = [usize; K];
 
     fn next(&mut self) -> Option<[usize; K]> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
         let here = self.offs;
         let w = self.walk;
-        for j in (0..w.outer.len()).rev() {
+        // After the last run there is nothing to advance to.
+        let dims = if self.left == 0 { 0 } else { w.outer.len() };
+        for j in (0..dims).rev() {
             self.idx[j] += 1;
             for k in 0..K {
                 self.offs[k] += w.strides[k][j];

@@ -1,4 +1,6 @@
-//! CUDA backend: the kernels of `kernels/leaky_relu.cu`, compiled to PTX by `build.rs`.
+//! CUDA backend: the kernels of `kernels/leaky_relu.cu`, compiled to PTX by `build.rs`. This
+//! module holds what every op's launches share (module cache, grid, index width, the storage's
+//! length); one module per op dispatches over the dtypes.
 //!
 //! - The PTX module is loaded once per device through candle's cache of custom modules, under a
 //!   name unique to this crate and its version ([`MODULE`]).
@@ -11,15 +13,16 @@
 //! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count
 //!   (asked once per device) and the kernels' grid-stride loops cover the rest.
 
-use crate::op::{self, Slope};
-use candle_core::backend::BackendStorage;
+pub(crate) mod leaky_relu;
+
+use crate::base::{Backend, Op, Slope};
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as Attr;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaFunction, CudaSlice, CudaStream, CudaView, DeviceRepr, LaunchArgs, LaunchConfig,
-    PushKernelArg,
+    CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchArgs,
+    LaunchConfig, PushKernelArg,
 };
-use candle_core::cuda_backend::{CudaStorageSlice as S, SlicePtrOrNull, WrapErr};
-use candle_core::{CudaDevice, CudaStorage, Error, Layout, Result};
+use candle_core::cuda_backend::{CudaStorageSlice as Slice, SlicePtrOrNull, WrapErr};
+use candle_core::{CudaDevice, CudaStorage, DType, Error, Layout, Result};
 use half::{bf16, f16};
 use std::sync::{Arc, Mutex};
 
@@ -35,26 +38,26 @@ const MODULE: &str = concat!(
 /// Threads per block.
 const BLOCK: u32 = 256;
 
-/// An element type with kernels: its entry-point suffix and the slope argument it takes.
-trait Kernel: DeviceRepr {
+/// A dtype the kernels take: its entry-point suffix and the type of its slope argument.
+trait DeviceType: DeviceRepr {
     const SUFFIX: &'static str;
-    type Arg: DeviceRepr;
-    fn slope(a: Slope) -> Self::Arg;
+    type SlopeArg: DeviceRepr;
+    fn slope(a: Slope) -> Self::SlopeArg;
 }
 
-macro_rules! kernel {
-    ($($t:ty: $suffix:literal, $s:ident;)*) => {$(
-        impl Kernel for $t {
+macro_rules! device_type {
+    ($($t:ty: $suffix:literal, $slope:ident;)*) => {$(
+        impl DeviceType for $t {
             const SUFFIX: &'static str = $suffix;
-            type Arg = $s;
-            fn slope(a: Slope) -> $s {
-                a.$s
+            type SlopeArg = $slope;
+            fn slope(a: Slope) -> $slope {
+                a.$slope
             }
         }
     )*};
 }
 
-kernel! {
+device_type! {
     f16: "f16", f32;
     bf16: "bf16", f32;
     f32: "f32", f32;
@@ -103,24 +106,29 @@ fn resident_blocks(dev: &CudaDevice) -> Result<usize> {
     Ok(blocks)
 }
 
-/// One prepared launch of `leaky_relu_{op}_{suffix}_u{32,64}`: the function, the grid, and the leading
-/// arguments `(n, nd, info)`; the caller adds the pointers and the slope.
-struct Launch<T: Kernel> {
+/// One prepared launch of `{op kernel}_{suffix}_u{32,64}`: the function, the grid, and the
+/// leading arguments `(n, nd, info)`; the caller adds the pointers and the slope.
+struct Launch<T: DeviceType> {
     func: CudaFunction,
     stream: Arc<CudaStream>,
     cfg: LaunchConfig,
     n: usize,
     nd: usize,
     info: SlicePtrOrNull<usize>,
-    a: T::Arg,
+    a: T::SlopeArg,
 }
 
-impl<T: Kernel> Launch<T> {
-    /// `None` for an empty tensor: nothing to launch. `layouts` are the operands' layouts (one
-    /// shape); the info buffer is null when all are contiguous.
-    fn new(dev: &CudaDevice, op: &str, a: Slope, layouts: &[&Layout]) -> Result<Option<Self>> {
+impl<T: DeviceType> Launch<T> {
+    /// `None` for an empty tensor: nothing to launch. `layouts` are the operands' validated
+    /// layouts (one shape of `n` elements); the info buffer is null when all are contiguous.
+    fn new(
+        dev: &CudaDevice,
+        op: Op,
+        a: Slope,
+        layouts: &[&Layout],
+        n: usize,
+    ) -> Result<Option<Self>> {
         let shape = layouts[0].shape();
-        let n = shape.elem_count();
         if n == 0 {
             return Ok(None);
         }
@@ -145,7 +153,7 @@ impl<T: Kernel> Launch<T> {
         } else {
             64
         };
-        let name = format!("leaky_relu_{op}_{}_u{width}", T::SUFFIX);
+        let name = format!("{}_{}_u{width}", op.kernel(), T::SUFFIX);
         Ok(Some(Self {
             func: dev
                 .get_or_load_custom_func(&name, MODULE, PTX)?
@@ -172,15 +180,26 @@ impl<T: Kernel> Launch<T> {
     }
 }
 
-/// The storage from the layout's start offset on.
-fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout, op: &str) -> Result<CudaView<'a, T>> {
-    s.try_slice(l.start_offset()..).ok_or_else(|| {
-        Error::msg(format!(
-            "{op}: layout offset {} is past the storage ({} elements)",
-            l.start_offset(),
-            s.len()
-        ))
-    })
+/// The storage from the layout's start offset on. The layout passed `base::check_operand`, so
+/// the offset is inside the storage whenever the view has elements (the only time this runs);
+/// `try_slice` still answers with an `Option`, turned into an error rather than a panic.
+fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout, op: Op) -> Result<CudaView<'a, T>> {
+    s.try_slice(l.start_offset()..)
+        .ok_or_else(|| past_storage(op, l.start_offset(), s.len()))
+}
+
+/// As [`view`], writable.
+fn view_mut<'a, T>(s: &'a mut CudaSlice<T>, l: &Layout, op: Op) -> Result<CudaViewMut<'a, T>> {
+    let len = s.len();
+    s.try_slice_mut(l.start_offset()..)
+        .ok_or_else(|| past_storage(op, l.start_offset(), len))
+}
+
+fn past_storage(op: Op, offset: usize, len: usize) -> Error {
+    Error::msg(format!(
+        "{}: layout offset {offset} is past the storage ({len} elements)",
+        op.name()
+    ))
 }
 
 /// A fresh output of `n` elements, written in full by the caller's launch.
@@ -190,124 +209,18 @@ fn output<T: DeviceRepr>(dev: &CudaDevice, n: usize) -> Result<CudaSlice<T>> {
     unsafe { dev.alloc::<T>(n) }
 }
 
-fn fwd<T: Kernel>(
-    a: Slope,
-    x: &CudaSlice<T>,
-    l: &Layout,
-    dev: &CudaDevice,
-) -> Result<CudaSlice<T>> {
-    let mut y = output::<T>(dev, l.shape().elem_count())?;
-    if let Some(k) = Launch::<T>::new(dev, "fwd", a, &[l])? {
-        let x = view(x, l, op::FWD)?;
-        let mut b = k.args();
-        b.arg(&x).arg(&mut y).arg(&k.a);
-        // SAFETY: the arguments match `leaky_relu_fwd_*(n, nd, info, x, y, a)`; `x` reaches every
-        // element of the layout, `y` has `n` elements.
-        unsafe { b.launch(k.cfg) }.w()?;
-    }
-    Ok(y)
-}
+impl Backend for CudaStorage {
+    const DTYPES: &'static [DType] = &[DType::F16, DType::BF16, DType::F32, DType::F64];
 
-fn bwd<T: Kernel>(
-    a: Slope,
-    (x, lx): (&CudaSlice<T>, &Layout),
-    (dy, ldy): (&CudaSlice<T>, &Layout),
-    dev: &CudaDevice,
-) -> Result<CudaSlice<T>> {
-    let mut dx = output::<T>(dev, lx.shape().elem_count())?;
-    if let Some(k) = Launch::<T>::new(dev, "bwd", a, &[lx, ldy])? {
-        let (x, dy) = (view(x, lx, op::BWD)?, view(dy, ldy, op::BWD)?);
-        let mut b = k.args();
-        b.arg(&x).arg(&dy).arg(&mut dx).arg(&k.a);
-        // SAFETY: the arguments match `leaky_relu_bwd_*(n, nd, info, x, dy, dx, a)`; `x` and `dy`
-        // reach every element of their layouts (same shape), `dx` has `n` elements.
-        unsafe { b.launch(k.cfg) }.w()?;
-    }
-    Ok(dx)
-}
-
-fn fwd_inplace<T: Kernel>(
-    a: Slope,
-    x: &mut CudaSlice<T>,
-    l: &Layout,
-    dev: &CudaDevice,
-) -> Result<()> {
-    if let Some(k) = Launch::<T>::new(dev, "inplace", a, &[l])? {
-        let len = x.len();
-        let mut x = x.try_slice_mut(l.start_offset()..).ok_or_else(|| {
-            Error::msg(format!(
-                "{}: layout offset {} is past the storage ({len} elements)",
-                op::INPLACE,
-                l.start_offset()
-            ))
-        })?;
-        let mut b = k.args();
-        b.arg(&mut x).arg(&k.a);
-        // SAFETY: the arguments match `leaky_relu_inplace_*(n, nd, info, x, a)`; `x` reaches every
-        // element of the layout, whose elements do not overlap (`op::check_inplace`).
-        unsafe { b.launch(k.cfg) }.w()?;
-    }
-    Ok(())
-}
-
-impl op::Elems for CudaStorage {
-    fn elems(&self) -> usize {
+    fn elem_len(&self) -> usize {
         match &self.slice {
-            S::F16(x) => x.len(),
-            S::BF16(x) => x.len(),
-            S::F32(x) => x.len(),
-            S::F64(x) => x.len(),
-            // Other dtypes are refused before any layout is checked.
+            Slice::F16(x) => x.len(),
+            Slice::BF16(x) => x.len(),
+            Slice::F32(x) => x.len(),
+            Slice::F64(x) => x.len(),
+            // Other dtypes are refused (DTYPES) before any layout is checked.
             _ => 0,
         }
-    }
-}
-
-pub(crate) fn forward(a: Slope, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
-    let dev = &s.device;
-    let slice = match &s.slice {
-        S::F16(x) => S::F16(fwd(a, x, l, dev)?),
-        S::BF16(x) => S::BF16(fwd(a, x, l, dev)?),
-        S::F32(x) => S::F32(fwd(a, x, l, dev)?),
-        S::F64(x) => S::F64(fwd(a, x, l, dev)?),
-        _ => return Err(op::unsupported(s.dtype(), op::FWD)),
-    };
-    Ok(CudaStorage {
-        slice,
-        device: dev.clone(),
-    })
-}
-
-pub(crate) fn backward(
-    a: Slope,
-    x: &CudaStorage,
-    lx: &Layout,
-    dy: &CudaStorage,
-    ldy: &Layout,
-) -> Result<CudaStorage> {
-    let dev = &x.device;
-    let slice = match (&x.slice, &dy.slice) {
-        (S::F16(x), S::F16(g)) => S::F16(bwd(a, (x, lx), (g, ldy), dev)?),
-        (S::BF16(x), S::BF16(g)) => S::BF16(bwd(a, (x, lx), (g, ldy), dev)?),
-        (S::F32(x), S::F32(g)) => S::F32(bwd(a, (x, lx), (g, ldy), dev)?),
-        (S::F64(x), S::F64(g)) => S::F64(bwd(a, (x, lx), (g, ldy), dev)?),
-        _ => return Err(op::unsupported(x.dtype(), op::BWD)),
-    };
-    Ok(CudaStorage {
-        slice,
-        device: dev.clone(),
-    })
-}
-
-pub(crate) fn forward_inplace(a: Slope, s: &mut CudaStorage, l: &Layout) -> Result<()> {
-    let dtype = s.dtype();
-    let CudaStorage { slice, device } = s;
-    match slice {
-        S::F16(x) => fwd_inplace(a, x, l, device),
-        S::BF16(x) => fwd_inplace(a, x, l, device),
-        S::F32(x) => fwd_inplace(a, x, l, device),
-        S::F64(x) => fwd_inplace(a, x, l, device),
-        _ => Err(op::unsupported(dtype, op::INPLACE)),
     }
 }
 

@@ -1,19 +1,21 @@
 //! Metal backend: the kernels of `kernels/leaky_relu.metal`, compiled from source once per GPU
-//! with fast math off, dispatched on candle's command encoder.
+//! with fast math off, dispatched on candle's command encoder. This module holds what every op's
+//! dispatches share (library and pipeline cache, encoding, outputs, the storage's length); one
+//! module per op binds its arguments.
 
+pub(crate) mod leaky_relu;
 mod plan;
 
-use crate::op::{Slope, BWD, FWD, INPLACE};
+use crate::base::{Backend, Op};
 use candle_core::backend::BackendStorage;
-use candle_core::{Layout, MetalDevice, MetalError, MetalStorage, Result};
+use candle_core::{DType, Layout, MetalDevice, MetalError, MetalStorage, Result};
 use candle_metal_kernels::metal::{ComputeCommandEncoder, ComputePipeline, Library};
-use candle_metal_kernels::{set_params, BufferOffset, Output};
+use candle_metal_kernels::BufferOffset;
 use objc2_metal::{MTLCompileOptions, MTLMathMode, MTLSize};
-use plan::Kind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-const SOURCE: &str = include_str!("../kernels/leaky_relu.metal");
+const SOURCE: &str = include_str!("../../kernels/leaky_relu.metal");
 
 /// The library of one GPU and the pipelines built from it so far, by kernel name.
 struct Compiled {
@@ -23,12 +25,12 @@ struct Compiled {
 
 /// One [`Compiled`] per GPU, keyed by the Metal registry id (stable across `MetalDevice`s of the
 /// same GPU, unlike `MetalDevice::id`).
-fn compiled(device: &MetalDevice) -> Result<Arc<Compiled>> {
+fn compiled(device: &MetalDevice, op: Op) -> Result<Arc<Compiled>> {
     static CACHE: OnceLock<Mutex<HashMap<u64, Arc<Compiled>>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
-        .map_err(lock_err)?;
+        .map_err(|e| lock_err(e, op))?;
     if let Some(c) = cache.get(&device.registry_id()) {
         return Ok(c.clone());
     }
@@ -51,14 +53,14 @@ fn compiled(device: &MetalDevice) -> Result<Arc<Compiled>> {
     Ok(c)
 }
 
-fn lock_err<T>(e: std::sync::PoisonError<T>) -> candle_core::Error {
-    MetalError::Message(format!("{FWD}: kernel cache lock poisoned: {e}")).into()
+fn lock_err<T>(e: std::sync::PoisonError<T>, op: Op) -> candle_core::Error {
+    MetalError::Message(format!("{}: kernel cache lock poisoned: {e}", op.name())).into()
 }
 
 /// The pipeline of kernel `name`, built on first use and reused.
-fn pipeline(device: &MetalDevice, name: &str) -> Result<ComputePipeline> {
-    let c = compiled(device)?;
-    let mut pipelines = c.pipelines.lock().map_err(lock_err)?;
+fn pipeline(device: &MetalDevice, name: &str, op: Op) -> Result<ComputePipeline> {
+    let c = compiled(device, op)?;
+    let mut pipelines = c.pipelines.lock().map_err(|e| lock_err(e, op))?;
     if let Some(p) = pipelines.get(name) {
         return Ok(p.clone());
     }
@@ -73,9 +75,12 @@ fn pipeline(device: &MetalDevice, name: &str) -> Result<ComputePipeline> {
     Ok(p)
 }
 
-impl crate::op::Elems for MetalStorage {
+impl Backend for MetalStorage {
+    /// Metal has no f64.
+    const DTYPES: &'static [DType] = &[DType::F16, DType::BF16, DType::F32];
+
     /// The buffer's whole length (candle may allocate a buffer larger than the tensor).
-    fn elems(&self) -> usize {
+    fn elem_len(&self) -> usize {
         self.buffer().length() / self.dtype().size_in_bytes()
     }
 }
@@ -88,23 +93,23 @@ fn at_offset<'a>(s: &'a MetalStorage, l: &Layout) -> BufferOffset<'a> {
     }
 }
 
-/// Encodes kernel `name` over `l`'s elements on `s`'s device; `bind` sets all arguments from
-/// the element count and the dims to bind (the layout's for strided kernels, else `[n]`).
-/// Nothing is encoded for an empty tensor.
+/// Encodes kernel `op` over `l`'s `n` elements on `s`'s device; `bind` sets all arguments from
+/// the dims to bind (the layout's for strided kernels, else `[n]`). Nothing is encoded for an
+/// empty tensor.
 fn launch(
-    name: &str,
-    op: &'static str,
+    op: Op,
     s: &MetalStorage,
     l: &Layout,
+    n: usize,
     strided: bool,
-    bind: impl FnOnce(&ComputeCommandEncoder, usize, &[usize]),
+    bind: impl FnOnce(&ComputeCommandEncoder, &[usize]),
 ) -> Result<()> {
-    let device = s.device();
-    let n = l.shape().elem_count();
     if n == 0 {
         return Ok(());
     }
-    let pipeline = pipeline(device, name)?;
+    let device = s.device();
+    let name = plan::kernel_name(op, s.dtype(), strided);
+    let pipeline = pipeline(device, &name, op)?;
     let max = pipeline.max_total_threads_per_threadgroup();
     let (groups, width) = plan::grid(n, s.dtype().size_in_bytes(), max, op)?;
     let guard = device.command_encoder()?;
@@ -115,7 +120,7 @@ fn launch(
     candle_metal_kernels::debug_group!(encoder, "{name} elems={n}");
     // Contiguous kernels ignore dims/strides: one-element arrays (no zero-length bytes).
     let one = [n];
-    bind(encoder, n, if strided { l.dims() } else { &one });
+    bind(encoder, if strided { l.dims() } else { &one });
     let size = |width| MTLSize {
         width,
         height: 1,
@@ -134,58 +139,13 @@ fn strides(l: &Layout, strided: bool) -> &[usize] {
     }
 }
 
-/// A new contiguous storage of `l`'s element count and `s`'s dtype.
-fn output(s: &MetalStorage, l: &Layout, label: &str) -> Result<MetalStorage> {
-    let (n, dtype) = (l.shape().elem_count(), s.dtype());
+/// A new contiguous storage of `n` elements of `s`'s dtype.
+fn output(s: &MetalStorage, n: usize, op: Op) -> Result<MetalStorage> {
+    let dtype = s.dtype();
     let device = s.device();
     let buffer = (device.new_buffer_builder())
         .with_size_for(n, dtype)
-        .with_label(label)
+        .with_label(op.name())
         .build()?;
     Ok(MetalStorage::new(buffer, device.clone(), n, dtype))
-}
-
-/// `y = leaky_relu(x)` as a new contiguous storage of `l`'s shape.
-pub fn forward(slope: Slope, s: &MetalStorage, l: &Layout) -> Result<MetalStorage> {
-    let strided = !l.is_contiguous();
-    let name = plan::kernel_name(Kind::Fwd, s.dtype(), strided, FWD)?;
-    let y = output(s, l, FWD)?;
-    launch(&name, FWD, s, l, strided, |e, n, dims| {
-        let (x, sx) = (at_offset(s, l), strides(l, strided));
-        let y = Output::new(y.buffer());
-        set_params!(e, (n, dims.len(), dims, sx, slope.f32, &x, y));
-    })?;
-    Ok(y)
-}
-
-/// `dx` from `x` and `dy` (same dtype and shape, any layouts) as a new contiguous storage.
-pub fn backward(
-    slope: Slope,
-    x: &MetalStorage,
-    lx: &Layout,
-    dy: &MetalStorage,
-    ldy: &Layout,
-) -> Result<MetalStorage> {
-    let strided = !(lx.is_contiguous() && ldy.is_contiguous());
-    let name = plan::kernel_name(Kind::Bwd, x.dtype(), strided, BWD)?;
-    let dx = output(x, lx, BWD)?;
-    launch(&name, BWD, x, lx, strided, |e, n, dims| {
-        let (xb, sx) = (at_offset(x, lx), strides(lx, strided));
-        let (dyb, sdy) = (at_offset(dy, ldy), strides(ldy, strided));
-        let dx = Output::new(dx.buffer());
-        set_params!(e, (n, dims.len(), dims, sx, sdy, slope.f32, &xb, &dyb, dx));
-    })?;
-    Ok(dx)
-}
-
-/// `x = leaky_relu(x)` for every element of `l` (the op has refused views whose elements overlap).
-pub fn forward_inplace(slope: Slope, s: &mut MetalStorage, l: &Layout) -> Result<()> {
-    let strided = !l.is_contiguous();
-    let name = plan::kernel_name(Kind::Inplace, s.dtype(), strided, INPLACE)?;
-    let s = &*s;
-    launch(&name, INPLACE, s, l, strided, |e, n, dims| {
-        let (x, sx) = (at_offset(s, l), strides(l, strided));
-        let x = Output::from_buffer_offset(&x);
-        set_params!(e, (n, dims.len(), dims, sx, slope.f32, x));
-    })
 }
