@@ -436,15 +436,15 @@ mod tests {
         }
     }
 
-    /// Hand-worked: the lanes stride by 16 (t_0, t_16, t_32 share lane 0: 2^24 + 1 + 1 stays
-    /// 2^24, where contiguous lanes would give 2^24 + 2), the lane tree pairs adjacent lanes
+    /// Hand-worked: the lanes stride by 16 (t_0, t_32, t_48 share lane 0: 2^24 + 1 + 1 stays
+    /// 2^24, where lanes of 16 consecutive terms would add 1 + 1 first: 2^24 + 2), the lane tree pairs adjacent lanes
     /// ((1 + 2^24) + (1 + 1) = 2^24 + 2, where a left-to-right sum gives 2^24), and zeros keep
     /// their sign (all -0.0 -> -0.0, one +0.0 -> +0.0, nothing -> +0.0).
     #[test]
     fn hand_worked() {
         let p24 = 16_777_216.0f32;
         let mut t = vec![-0.0f32; 256];
-        (t[0], t[16], t[32]) = (p24, 1.0, 1.0);
+        (t[0], t[32], t[48]) = (p24, 1.0, 1.0);
         assert_eq!(channel_sum(&t), p24);
         assert_eq!(channel_sum(&[1.0, p24, 1.0, 1.0]), p24 + 2.0);
         let mut t = vec![-0.0f32; 1025];
