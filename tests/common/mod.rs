@@ -3,6 +3,8 @@
 //! the crate's kernels).
 #![allow(dead_code)]
 
+pub mod prelu;
+
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, InplaceOp1, Layout};
 use candle_core::{Result, Tensor};

@@ -1,0 +1,485 @@
+//! The summation order of PReLU's weight gradient (NUMERICS.md, section "PReLU weight gradient:
+//! summation order"), as the CPU runs it. Pure arithmetic: no tensors, no layouts, no threads.
+//!
+//! The order, once: a channel's terms `t_0 .. t_{n-1}` (logical row-major order) are cut into
+//! blocks of [`BLOCK`] = 256, the last one padded with `-0.0`. Within a block, lane `j` of
+//! [`LANES`] = 16 is the left-to-right sum of terms `j, j + 16, .., j + 240`, starting from its
+//! first term; the block sum is the pairwise tree over the 16 lanes (adjacent pairs, level by
+//! level). The channel sum is the same tree over the block sums padded with `-0.0` to a power of
+//! two; an empty channel sums to `+0.0`. The sum is rounded once to the weight's dtype, a NaN sum
+//! giving the canonical NaN ([`Weight::from_sum`]).
+//!
+//! Every addition is a plain IEEE addition in the accumulation type: Rust never contracts `a * b +
+//! c` into a fused multiply-add, and this crate builds without fast-math flags.
+
+use half::{bf16, f16};
+
+/// Terms per block.
+pub const BLOCK: usize = 256;
+/// Lanes per block: each sums every 16th term of the block.
+pub const LANES: usize = 16;
+
+/// The accumulation type of the sums: the contract's compute type C (f32 for f16, bf16 and f32
+/// weights; f64 for f64).
+pub trait Acc: Copy {
+    /// `-0.0`, the padding: the exact identity of IEEE addition.
+    const NEG_ZERO: Self;
+    /// `+0.0`: the term of an element with `x > 0`, and the sum of an empty channel.
+    const POS_ZERO: Self;
+    /// One IEEE addition, rounded to nearest even.
+    fn add(self, other: Self) -> Self;
+}
+
+impl Acc for f32 {
+    const NEG_ZERO: Self = -0.0;
+    const POS_ZERO: Self = 0.0;
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+impl Acc for f64 {
+    const NEG_ZERO: Self = -0.0;
+    const POS_ZERO: Self = 0.0;
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+/// A weight dtype T and the rules that tie it to its accumulation type.
+pub trait Weight: Copy {
+    /// The compute type C in which terms are formed and added.
+    type Acc: Acc;
+    /// The term of one element: `+0.0` when `x > 0`, else `R_C(C(x) * C(dy))` (one rounding;
+    /// a NaN `x` gives its product).
+    fn term(x: Self, dy: Self) -> Self::Acc;
+    /// `R_T(s)`: the sum rounded once to T (nearest, ties to even); a NaN sum is the canonical
+    /// NaN of T, whatever NaN the additions produced.
+    fn from_sum(s: Self::Acc) -> Self;
+}
+
+impl Weight for f16 {
+    type Acc = f32;
+    #[inline(always)]
+    fn term(x: Self, dy: Self) -> f32 {
+        let x = x.to_f32();
+        if x > 0.0 {
+            0.0
+        } else {
+            x * dy.to_f32()
+        }
+    }
+    fn from_sum(s: f32) -> Self {
+        if s.is_nan() {
+            f16::from_bits(0x7E00)
+        } else {
+            f16::from_f32(s)
+        }
+    }
+}
+
+impl Weight for bf16 {
+    type Acc = f32;
+    #[inline(always)]
+    fn term(x: Self, dy: Self) -> f32 {
+        let x = x.to_f32();
+        if x > 0.0 {
+            0.0
+        } else {
+            x * dy.to_f32()
+        }
+    }
+    fn from_sum(s: f32) -> Self {
+        if s.is_nan() {
+            bf16::from_bits(0x7FC0)
+        } else {
+            bf16::from_f32(s)
+        }
+    }
+}
+
+impl Weight for f32 {
+    type Acc = f32;
+    #[inline(always)]
+    fn term(x: Self, dy: Self) -> f32 {
+        if x > 0.0 {
+            0.0
+        } else {
+            x * dy
+        }
+    }
+    fn from_sum(s: f32) -> Self {
+        if s.is_nan() {
+            f32::from_bits(0x7FC0_0000)
+        } else {
+            s
+        }
+    }
+}
+
+impl Weight for f64 {
+    type Acc = f64;
+    #[inline(always)]
+    fn term(x: Self, dy: Self) -> f64 {
+        if x > 0.0 {
+            0.0
+        } else {
+            x * dy
+        }
+    }
+    fn from_sum(s: f64) -> Self {
+        if s.is_nan() {
+            f64::from_bits(0x7FF8_0000_0000_0000)
+        } else {
+            s
+        }
+    }
+}
+
+/// The sum of one full block of 256 terms: 16 lanes accumulated vertically (lane `j` starts with
+/// `t[j]`, then adds `t[16k + j]` for `k = 1 .. 15` in order), then the 4-level pairwise tree over
+/// the lanes. The row loop is 16 independent additions, which the compiler vectorises.
+#[inline]
+pub fn block_sum<A: Acc>(t: &[A; BLOCK]) -> A {
+    let mut acc: [A; LANES] = std::array::from_fn(|j| t[j]);
+    for row in t.chunks_exact(LANES).skip(1) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a = a.add(v);
+        }
+    }
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] = acc[2 * i].add(acc[2 * i + 1]);
+        }
+    }
+    acc[0]
+}
+
+/// The pairwise tree over `sums` (used as scratch: overwritten): conceptually padded with `-0.0`
+/// to the least power of two `M >= sums.len()`, then level by level element `2i` plus element
+/// `2i + 1`. An odd last element at some level is added to a `-0.0` pad, exactly as the padded
+/// array would do. One element is returned as it is; an empty slice sums to `+0.0`.
+pub fn tree<A: Acc>(sums: &mut [A]) -> A {
+    let mut len = sums.len();
+    if len == 0 {
+        return A::POS_ZERO;
+    }
+    while len > 1 {
+        let half = len.div_ceil(2);
+        for i in 0..half {
+            let right = if 2 * i + 1 < len {
+                sums[2 * i + 1]
+            } else {
+                A::NEG_ZERO
+            };
+            sums[i] = sums[2 * i].add(right);
+        }
+        len = half;
+    }
+    sums[0]
+}
+
+/// The sum of one channel's terms given as one slice, in the order above.
+pub fn channel_sum<A: Acc>(terms: &[A]) -> A {
+    let mut b = Blocks::new();
+    b.push(terms);
+    b.finish()
+}
+
+/// A channel's running sum, fed terms in runs of any length (for example one strided run of the
+/// input at a time), in the channel's logical order. Full blocks are summed as soon as they are
+/// complete; [`Blocks::finish`] pads the last block and reduces the block sums with [`tree`].
+pub struct Blocks<A: Acc> {
+    /// The current, partial block: its first `fill` entries are terms.
+    buf: [A; BLOCK],
+    fill: usize,
+    /// The sums of the complete blocks so far, in order.
+    sums: Vec<A>,
+    /// Terms pushed so far.
+    count: usize,
+}
+
+impl<A: Acc> Default for Blocks<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Acc> Blocks<A> {
+    /// An empty channel.
+    pub fn new() -> Self {
+        Blocks {
+            buf: [A::NEG_ZERO; BLOCK],
+            fill: 0,
+            sums: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Terms pushed so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no term was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends the next terms of the channel. Whole blocks that start at a block boundary are
+    /// summed straight from `terms`, without a copy.
+    pub fn push(&mut self, mut terms: &[A]) {
+        self.count += terms.len();
+        if self.fill > 0 {
+            let k = terms.len().min(BLOCK - self.fill);
+            self.buf[self.fill..self.fill + k].copy_from_slice(&terms[..k]);
+            self.fill += k;
+            terms = &terms[k..];
+            if self.fill < BLOCK {
+                return;
+            }
+            self.sums.push(block_sum(&self.buf));
+            self.fill = 0;
+        }
+        let mut blocks = terms.chunks_exact(BLOCK);
+        for b in &mut blocks {
+            // `chunks_exact` yields slices of exactly BLOCK elements.
+            let b: &[A; BLOCK] = b.try_into().expect("a chunk of BLOCK terms");
+            self.sums.push(block_sum(b));
+        }
+        let rest = blocks.remainder();
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.fill = rest.len();
+    }
+
+    /// Appends one term.
+    #[inline]
+    pub fn push_one(&mut self, t: A) {
+        self.count += 1;
+        self.buf[self.fill] = t;
+        self.fill += 1;
+        if self.fill == BLOCK {
+            self.sums.push(block_sum(&self.buf));
+            self.fill = 0;
+        }
+    }
+
+    /// The block sums `S_0 .. S_{m-1}`, the last (partial) block padded with `-0.0`: for a caller
+    /// that combines aligned power-of-two groups of them itself.
+    pub fn into_sums(mut self) -> Vec<A> {
+        if self.fill > 0 {
+            self.buf[self.fill..].fill(A::NEG_ZERO);
+            self.sums.push(block_sum(&self.buf));
+        }
+        self.sums
+    }
+
+    /// The channel sum `S`: `+0.0` for no terms.
+    pub fn finish(self) -> A {
+        tree(&mut self.into_sums())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Terms per lane.
+    const ROWS: usize = BLOCK / LANES;
+
+    /// The order written as plainly as possible: pad to whole blocks, lanes as left folds over a
+    /// stride of 16, then a recursive halving tree (equal to adjacent pairs level by level for a
+    /// power-of-two length) over the lanes and over the padded block sums.
+    fn naive<A: Acc>(t: &[A]) -> A {
+        if t.is_empty() {
+            return A::POS_ZERO;
+        }
+        fn halves<A: Acc>(v: &[A]) -> A {
+            if v.len() == 1 {
+                v[0]
+            } else {
+                let (l, r) = v.split_at(v.len() / 2);
+                halves(l).add(halves(r))
+            }
+        }
+        let m = t.len().div_ceil(BLOCK);
+        let padded: Vec<A> = (0..m * BLOCK)
+            .map(|i| t.get(i).copied().unwrap_or(A::NEG_ZERO))
+            .collect();
+        let mut sums: Vec<A> = padded
+            .chunks(BLOCK)
+            .map(|blk| {
+                let lanes: Vec<A> = (0..LANES)
+                    .map(|j| (1..ROWS).fold(blk[j], |s, k| s.add(blk[k * LANES + j])))
+                    .collect();
+                halves(&lanes)
+            })
+            .collect();
+        sums.resize(m.next_power_of_two(), A::NEG_ZERO);
+        halves(&sums)
+    }
+
+    /// Bits, with every NaN as one value: Rust leaves the payload and sign of a NaN result
+    /// unspecified (LLVM may swap the operands of an addition), which is why the sum's NaN is
+    /// canonicalised by [`Weight::from_sum`].
+    fn key32(v: f32) -> u32 {
+        f32::from_sum(v).to_bits()
+    }
+
+    fn key64(v: f64) -> u64 {
+        f64::from_sum(v).to_bits()
+    }
+
+    /// A deterministic xorshift stream.
+    fn words(mut s: u64) -> impl FnMut() -> u64 {
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    const F32_SPECIALS: [u32; 12] = [
+        0x0000_0000, // +0
+        0x8000_0000, // -0
+        0x7F80_0000, // +inf
+        0xFF80_0000, // -inf
+        0x7FC0_0001, // NaN
+        0x0000_0001, // min subnormal
+        0x8000_0001,
+        0x007F_FFFF, // max subnormal
+        0x7F7F_FFFF, // max finite
+        0xFF7F_FFFF,
+        0x3F80_0000, // 1
+        0x4B80_0000, // 2^24
+    ];
+
+    /// Mostly random finite f32 values of mixed magnitude, with specials at `special_rate`.
+    fn f32_terms(n: usize, seed: u64, special_rate: u64) -> Vec<f32> {
+        let mut w = words(seed | 1);
+        (0..n)
+            .map(|_| {
+                let r = w();
+                if special_rate > 0 && r.is_multiple_of(special_rate) {
+                    f32::from_bits(F32_SPECIALS[(r >> 8) as usize % F32_SPECIALS.len()])
+                } else {
+                    // Sign, a mantissa and an exponent within 2^-40 .. 2^40.
+                    let e = 87 + (r >> 32) % 80;
+                    f32::from_bits(((r as u32) & 0x807F_FFFF) | ((e as u32) << 23))
+                }
+            })
+            .collect()
+    }
+
+    fn f64_terms(n: usize, seed: u64) -> Vec<f64> {
+        let mut w = words(seed | 1);
+        (0..n)
+            .map(|_| {
+                let r = w();
+                let e = 1023 - 60 + (w() % 120);
+                f64::from_bits((r & 0x800F_FFFF_FFFF_FFFF) | (e << 52))
+            })
+            .collect()
+    }
+
+    const SIZES: [usize; 14] = [
+        0, 1, 2, 15, 16, 17, 255, 256, 257, 511, 1024, 1280, 4097, 9000,
+    ];
+
+    #[test]
+    fn f32_bits_equal_naive() {
+        for (s, &n) in SIZES.iter().enumerate() {
+            for rate in [0, 3, 50] {
+                let t = f32_terms(n, 11 + s as u64, rate);
+                let (got, want) = (channel_sum(&t), naive(&t));
+                assert_eq!(key32(got), key32(want), "n {n}, specials 1/{rate}");
+            }
+        }
+    }
+
+    #[test]
+    fn f64_bits_equal_naive() {
+        for (s, &n) in SIZES.iter().enumerate() {
+            let t = f64_terms(n, 7 + s as u64);
+            assert_eq!(key64(channel_sum(&t)), key64(naive(&t)), "n {n}");
+        }
+    }
+
+    /// Pushing the same terms in arbitrary runs (one at a time, short, long, block-straddling)
+    /// gives the same bits as one slice.
+    #[test]
+    fn runs_of_any_length() {
+        let mut w = words(99);
+        for &n in &SIZES {
+            let t = f32_terms(n, n as u64 + 3, 20);
+            let want = key32(naive(&t));
+            for cut in [1usize, 3, 16, 255, 256, 257, 700] {
+                let mut b = Blocks::new();
+                let mut rest = &t[..];
+                while !rest.is_empty() {
+                    let k = (1 + (w() as usize) % cut).min(rest.len());
+                    if k == 1 && w().is_multiple_of(2) {
+                        b.push_one(rest[0]);
+                    } else {
+                        b.push(&rest[..k]);
+                    }
+                    rest = &rest[k..];
+                }
+                assert_eq!(b.len(), n);
+                assert_eq!(key32(b.finish()), want, "n {n}, runs up to {cut}");
+            }
+        }
+    }
+
+    /// Hand-worked: the lanes stride by 16 (t_0, t_32, t_48 share lane 0: 2^24 + 1 + 1 stays
+    /// 2^24, where lanes of 16 consecutive terms would add 1 + 1 first: 2^24 + 2), the lane tree pairs adjacent lanes
+    /// ((1 + 2^24) + (1 + 1) = 2^24 + 2, where a left-to-right sum gives 2^24), and zeros keep
+    /// their sign (all -0.0 -> -0.0, one +0.0 -> +0.0, nothing -> +0.0).
+    #[test]
+    fn hand_worked() {
+        let p24 = 16_777_216.0f32;
+        let mut t = vec![-0.0f32; 256];
+        (t[0], t[32], t[48]) = (p24, 1.0, 1.0);
+        assert_eq!(channel_sum(&t), p24);
+        assert_eq!(channel_sum(&[1.0, p24, 1.0, 1.0]), p24 + 2.0);
+        let mut t = vec![-0.0f32; 1025];
+        (t[0], t[256], t[512], t[768], t[1024]) = (1.0, p24, 1.0, 1.0, 2.0);
+        // Block sums 1, 2^24, 1, 1, 2 padded to 8: ((1 + 2^24) + (1 + 1)) + (2 + ..) = 2^24 + 4.
+        assert_eq!(channel_sum(&t), p24 + 4.0);
+        assert_eq!(channel_sum(&[-0.0f32; 300]).to_bits(), 0x8000_0000);
+        // Three block sums, all -0.0, padded with a fourth -0.0: still -0.0.
+        assert_eq!(channel_sum(&[-0.0f32; 513]).to_bits(), 0x8000_0000);
+        let mut z = [-0.0f64; 300];
+        z[299] = 0.0;
+        assert_eq!(channel_sum(&z).to_bits(), 0);
+        assert_eq!(channel_sum::<f32>(&[]).to_bits(), 0);
+        assert_eq!(tree::<f64>(&mut []).to_bits(), 0);
+        assert_eq!(tree(&mut [-0.0f32]).to_bits(), 0x8000_0000);
+    }
+
+    #[test]
+    fn weights_round_once_and_canonicalise_nan() {
+        let nan = f32::INFINITY + f32::NEG_INFINITY;
+        assert_eq!(f16::from_sum(nan).to_bits(), 0x7E00);
+        assert_eq!(bf16::from_sum(-nan).to_bits(), 0x7FC0);
+        assert_eq!(f32::from_sum(-nan).to_bits(), 0x7FC0_0000);
+        assert_eq!(f64::from_sum(-f64::NAN).to_bits(), 0x7FF8_0000_0000_0000);
+        // 1 + 2^-11 is a tie in f16: to even, 1.0. 70000 is beyond f16: +inf.
+        assert_eq!(f16::from_sum(1.0 + 2f32.powi(-11)).to_bits(), 0x3C00);
+        assert_eq!(f16::from_sum(70000.0).to_bits(), 0x7C00);
+        // Terms: x > 0 gives +0.0; otherwise the rounded product, NaN x included.
+        let h = |v: f32| f16::from_f32(v);
+        assert_eq!(f16::term(h(2.0), h(-3.0)).to_bits(), 0);
+        assert_eq!(f16::term(h(-0.0), h(3.0)).to_bits(), 0x8000_0000);
+        assert!(f16::term(f16::NAN, h(1.0)).is_nan());
+        // f16 max * f16 max overflows f16 but not f32: the term is the f32 product.
+        assert_eq!(f16::term(h(-65504.0), h(-65504.0)), 65504.0f32 * 65504.0);
+        assert_eq!(f32::term(-3.0, 0.5), -1.5);
+        assert_eq!(f64::term(f64::MIN_POSITIVE, 1.0).to_bits(), 0);
+    }
+}
