@@ -25,6 +25,10 @@ pub(crate) enum Op {
     Bwd,
     /// `x = leaky_relu(x)` through the view.
     Inplace,
+    /// PReLU: `y = prelu(x, w)` into a new tensor.
+    Prelu,
+    /// PReLU's gradients: `dx ++ dweight` from `(x, w, dy)` into a new tensor.
+    PreluBwd,
 }
 
 impl Op {
@@ -34,6 +38,8 @@ impl Op {
             Op::Fwd => "leaky_relu",
             Op::Bwd => "leaky_relu_backward",
             Op::Inplace => "leaky_relu_",
+            Op::Prelu => "prelu",
+            Op::PreluBwd => "prelu_backward",
         }
     }
 
@@ -44,6 +50,8 @@ impl Op {
             Op::Fwd => "leaky_relu_fwd",
             Op::Bwd => "leaky_relu_bwd",
             Op::Inplace => "leaky_relu_inplace",
+            Op::Prelu => "prelu_fwd",
+            Op::PreluBwd => "prelu_bwd",
         }
     }
 }
@@ -189,6 +197,25 @@ pub(crate) fn check_pair<B: Backend>(
     Ok(())
 }
 
+/// Validates PReLU's weight against an x that passed [`check_operand`]: x's dtype and a layout
+/// inside its storage (its shape is [`check_prelu`]'s). Returns the weight's element count.
+pub(crate) fn check_weight<B: Backend>(
+    (x, _): (&B, &Layout),
+    (w, lw): (&B, &Layout),
+    op: Op,
+) -> Result<usize> {
+    if x.dtype() != w.dtype() {
+        return Err(Error::msg(format!(
+            "{}: the weight's dtype {} differs from x's {}; convert it with to_dtype",
+            op.name(),
+            w.dtype().as_str(),
+            x.dtype().as_str()
+        ))
+        .bt());
+    }
+    check_layout(lw, w.elem_len(), op)
+}
+
 /// Validates the target of an in-place op: as [`check_operand`], and a view whose elements
 /// cannot overlap in storage (a broadcast would transform the same element more than once).
 /// The overlap test is candle's own (`Tensor::inplace_op1` applies it first; this covers direct
@@ -213,6 +240,63 @@ pub(crate) fn check_inplace<B: Backend>(s: &B, l: &Layout, op: Op) -> Result<usi
     Ok(n)
 }
 
+/// How PReLU's weight maps onto x: x's elements, in logical row-major order, seen as
+/// `(outer, channels, inner)`; the element at logical index `i` takes the slope of weight element
+/// `(i / inner) % channels` (in the weight's own logical order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Channels {
+    /// Blocks of `channels * inner` elements (x's dim 0 for per-channel weights, else 1).
+    pub outer: usize,
+    /// Weight elements: 1 (one slope), x's dim 1, or x's element count (x's own shape).
+    pub channels: usize,
+    /// Consecutive elements that share a slope.
+    pub inner: usize,
+}
+
+/// Validates PReLU's weight against x (both layouts already checked, `n` and `wn` their element
+/// counts, the same dtype): one element (one slope for every element), x's own dims (a slope per
+/// element, as candle-nn's `PReLU` accepts), or, for x of rank >= 2, `x.dim(1)` elements (a slope
+/// per channel along dim 1, whatever the weight's shape). Anything else is refused with an error
+/// naming the op, x's dims and the weight's shape.
+pub(crate) fn check_prelu(x: &Layout, n: usize, w: &Layout, wn: usize, op: Op) -> Result<Channels> {
+    let dims = x.dims();
+    if wn == 1 {
+        return Ok(Channels {
+            outer: 1,
+            channels: 1,
+            inner: n,
+        });
+    }
+    if w.dims() == dims {
+        return Ok(Channels {
+            outer: 1,
+            channels: n,
+            inner: 1,
+        });
+    }
+    if dims.len() >= 2 && wn == dims[1] {
+        // The product of dims that passed `check_operand` fits usize; with a zero dim the
+        // whole view is empty.
+        let inner = if n == 0 {
+            0
+        } else {
+            dims[2..].iter().product()
+        };
+        return Ok(Channels {
+            outer: dims[0],
+            channels: wn,
+            inner,
+        });
+    }
+    Err(Error::msg(format!(
+        "{}: a weight of shape {:?} does not fit x of dims {dims:?}: the weight must have one \
+         element, x.dim(1) elements (x of rank 2 or more), or x's own shape",
+        op.name(),
+        w.dims()
+    ))
+    .bt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +304,7 @@ mod tests {
 
     #[test]
     fn op_names_are_distinct_and_kernels_share_a_stem() {
-        let ops = [Op::Fwd, Op::Bwd, Op::Inplace];
+        let ops = [Op::Fwd, Op::Bwd, Op::Inplace, Op::Prelu, Op::PreluBwd];
         for (i, a) in ops.iter().enumerate() {
             for b in &ops[i + 1..] {
                 assert_ne!(a.name(), b.name());
@@ -233,6 +317,8 @@ mod tests {
                 ("leaky_relu", "leaky_relu_fwd"),
                 ("leaky_relu_backward", "leaky_relu_bwd"),
                 ("leaky_relu_", "leaky_relu_inplace"),
+                ("prelu", "prelu_fwd"),
+                ("prelu_backward", "prelu_bwd"),
             ]
         );
     }

@@ -1,10 +1,9 @@
 //! The LeakyReLU op: [`LeakyRelu`] (forward, in place, layer), [`LeakyReluBackward`] (the fused
-//! gradient, itself differentiable), the extension trait and the candle-nn drop-in. Each entry
-//! point validates through [`crate::base`] and dispatches to a backend.
+//! gradient, itself differentiable) and the candle-nn drop-in. Each entry point validates through [`crate::base`] and dispatches to a backend.
 
 use crate::base::{self, Op, Slope};
+use candle_core::Tensor;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, InplaceOp1, Layout, Result, Shape};
-use candle_core::{Error, Tensor};
 
 /// LeakyReLU with slope `alpha` (`self.0`) for non-positive inputs: `y = x` for `x > 0`, else
 /// `alpha * x`, bit for bit as the [numerics contract](crate::numerics) says.
@@ -17,7 +16,7 @@ use candle_core::{Error, Tensor};
 ///
 /// As a [`CustomOp1`] it has a fused backward ([`LeakyReluBackward`]), which records itself for
 /// second-order gradients. As an [`InplaceOp1`] it overwrites the view's elements: see
-/// [`LeakyReluExt::leaky_relu_`] for what in-place writes mean for autograd.
+/// [`LeakyReluExt::leaky_relu_`](crate::LeakyReluExt::leaky_relu_) for what in-place writes mean for autograd.
 ///
 /// Two values are equal when their slopes have the same bits (`Eq` and `Hash` follow): `-0.0`
 /// and `0.0` compute different signs of zero, so they are different ops.
@@ -200,7 +199,7 @@ impl CustomOp2 for LeakyReluBackward {
 
 /// In place: `x = leaky_relu(x)` over the elements of the view, with the forward op's bits. A
 /// view whose elements overlap (a broadcast) is refused. Candle records no in-place writes: see
-/// [`LeakyReluExt::leaky_relu_`] for what that means; this trait method cannot see the tensor and
+/// [`LeakyReluExt::leaky_relu_`](crate::LeakyReluExt::leaky_relu_) for what that means; this trait method cannot see the tensor and
 /// refuses nothing on autograd's behalf.
 impl InplaceOp1 for LeakyRelu {
     fn name(&self) -> &'static str {
@@ -228,54 +227,6 @@ impl InplaceOp1 for LeakyRelu {
 impl candle_nn::Module for LeakyRelu {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         xs.apply_op1(*self)
-    }
-}
-
-/// `leaky_relu` methods on [`Tensor`].
-pub trait LeakyReluExt {
-    /// `self.apply_op1(LeakyRelu(alpha))`: a new tensor, with autograd.
-    fn leaky_relu(&self, alpha: f64) -> Result<Tensor>;
-
-    /// `self.inplace_op1(&LeakyRelu(alpha))`: overwrites the elements of this view, after
-    /// refusing a tensor that autograd tracks.
-    ///
-    /// **In-place writes and autograd.** Candle records no in-place writes: a write is invisible
-    /// to autograd (a `backward()` through an earlier op that saved this tensor uses the new
-    /// values), and it shows through every `clone()` of the tensor and every view of the same
-    /// storage, which share it. So this method refuses a tensor that autograd tracks (a `Var`, or
-    /// anything computed from one): gradients through it would be silently wrong; use
-    /// [`leaky_relu`](LeakyReluExt::leaky_relu) there. The check sees this tensor only. Candle
-    /// has no version counters, so other tensors that share its storage are not protected:
-    /// writing through a `detach()`ed copy of a `Var` changes the `Var`, and overwriting an
-    /// untracked tensor that a graph has already used (say `x` in `(&x * &w)?.sum_all()?`)
-    /// changes the gradient that graph's `backward()` gives for `w`. A direct
-    /// `inplace_op1(&LeakyRelu(a))` cannot see the tensor and refuses nothing of this. Write in
-    /// place only to tensors nothing else will read.
-    fn leaky_relu_(&self, alpha: f64) -> Result<()>;
-}
-
-impl LeakyReluExt for Tensor {
-    fn leaky_relu(&self, alpha: f64) -> Result<Tensor> {
-        self.apply_op1(LeakyRelu(alpha))
-    }
-
-    fn leaky_relu_(&self, alpha: f64) -> Result<()> {
-        if self.track_op() {
-            return Err(Error::msg(format!(
-                "{}: refused on a tensor tracked by autograd (a Var, or computed from one): \
-                 candle does not record in-place writes, so gradients through this tensor would \
-                 be silently wrong; use `leaky_relu` (out of place) instead",
-                Op::Inplace.name()
-            ))
-            .bt());
-        }
-        if self.dims().contains(&0) {
-            // Empty: nothing to write, but the slope and dtype are still checked. Candle's own
-            // overlap test would refuse some empty views (the zero strides it gives the dims
-            // before a zero dim); their flattened form has a unit stride.
-            return self.flatten_all()?.inplace_op1(&LeakyRelu(alpha));
-        }
-        self.inplace_op1(&LeakyRelu(alpha))
     }
 }
 

@@ -40,10 +40,15 @@ mod cpu;
 mod cuda;
 #[cfg(feature = "metal")]
 mod metal;
-// Ops: validate through `base`, dispatch to the backends.
+// Ops: validate through `base`, dispatch to the backends; one module per op.
 mod leaky_relu;
+mod prelu;
+// The extension trait over the ops.
+mod ext;
 
-pub use leaky_relu::{leaky_relu, LeakyRelu, LeakyReluBackward, LeakyReluExt};
+pub use ext::LeakyReluExt;
+pub use leaky_relu::{leaky_relu, LeakyRelu, LeakyReluBackward};
+pub use prelu::{prelu, PReLU, PreluBackward, PreluOp};
 
 #[doc = include_str!("../NUMERICS.md")]
 pub mod numerics {}

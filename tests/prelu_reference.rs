@@ -595,80 +595,6 @@ mod error_bound {
 mod golden {
     use super::*;
 
-    struct File {
-        name: String,
-        dtype: DType,
-        x_dims: Vec<usize>,
-        w_dims: Vec<usize>,
-        w: Vec<u64>,
-        dweight: Vec<u64>,
-        /// x, c, y, dy, dx, gw.
-        cols: [Vec<u64>; 6],
-    }
-
-    fn hex(v: &serde_json::Value) -> u64 {
-        u64::from_str_radix(v.as_str().expect("hex string"), 16).expect("hex")
-    }
-
-    fn dims(v: &serde_json::Value) -> Vec<usize> {
-        v.as_array()
-            .expect("dims")
-            .iter()
-            .map(|d| d.as_u64().expect("dim") as usize)
-            .collect()
-    }
-
-    fn load(path: &std::path::Path) -> File {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-        let mut lines = text.lines();
-        let meta: serde_json::Value = serde_json::from_str(lines.next().expect("header")).unwrap();
-        let dtype = match meta["dtype"].as_str().unwrap() {
-            "float16" => DType::F16,
-            "bfloat16" => DType::BF16,
-            "float32" => DType::F32,
-            "float64" => DType::F64,
-            d => panic!("{d}"),
-        };
-        let mut cols: [Vec<u64>; 6] = Default::default();
-        for line in lines.filter(|l| !l.is_empty()) {
-            for (k, (c, w)) in cols.iter_mut().zip(line.split(' ')).enumerate() {
-                c.push(if k == 1 {
-                    w.parse().expect("channel")
-                } else {
-                    u64::from_str_radix(w, 16).expect("hex word")
-                });
-            }
-        }
-        let n = meta["n"].as_u64().unwrap() as usize;
-        assert!(cols.iter().all(|c| c.len() == n), "{path:?}: {n} rows");
-        File {
-            name: path.file_name().unwrap().to_string_lossy().into_owned(),
-            dtype,
-            x_dims: dims(&meta["x_dims"]),
-            w_dims: dims(&meta["w_dims"]),
-            w: meta["w_bits"].as_array().unwrap().iter().map(hex).collect(),
-            dweight: meta["dweight_bits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(hex)
-                .collect(),
-            cols,
-        }
-    }
-
-    fn files() -> Vec<File> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/prelu");
-        let mut paths: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-            .collect();
-        paths.sort();
-        assert_eq!(paths.len(), 32, "4 dtypes x 8 cases in {dir:?}");
-        paths.iter().map(|p| load(p)).collect()
-    }
-
     /// Bit for bit on non-NaN, NaN-ness on NaN; returns whether PyTorch's value is NaN.
     #[track_caller]
     fn same(what: &str, dtype: DType, got: u64, torch: u64) -> bool {
@@ -687,7 +613,7 @@ mod golden {
     #[test]
     fn forward_dx_and_terms_bit_for_bit() {
         let (mut rows, mut nans) = (0, 0);
-        for f in files() {
+        for f in golden_files() {
             let [x, c, y, dy, dx, gw] = &f.cols;
             let (nc, chan) = channels(&f.x_dims, &f.w_dims).expect("a valid weight");
             assert_eq!(nc, f.w.len(), "{}", f.name);
@@ -770,7 +696,7 @@ mod golden {
     #[test]
     fn dweight_within_the_bounds() {
         let (mut channels_checked, mut same_bits, mut finite) = (0, 0, 0);
-        for f in files() {
+        for f in golden_files() {
             let [x, _, _, dy, _, gw] = &f.cols;
             let p = if computes_in_f64(f.dtype) { 53 } else { 24 };
             let terms = channel_terms(f.dtype, x, dy, &f.x_dims, &f.w_dims).unwrap();

@@ -13,8 +13,10 @@
 //!   removes most of the page-fault cost of a fresh buffer.
 
 pub(crate) mod leaky_relu;
+pub(crate) mod prelu;
 mod rule;
 mod simd;
+mod tree;
 mod walk;
 
 use crate::base::{Backend, Op};

@@ -6,6 +6,7 @@
 //! It assumes Rust's default floating-point environment (round to nearest, subnormals kept: no
 //! FTZ/DAZ), as Rust itself does.
 
+use super::tree::Acc;
 use crate::base::Slope;
 use half::{bf16, f16};
 use std::ops::Mul;
@@ -16,9 +17,10 @@ pub(crate) const NAN_BF16: u16 = 0x7FC0;
 pub(crate) const NAN_F32: u32 = 0x7FC0_0000;
 pub(crate) const NAN_F64: u64 = 0x7FF8_0000_0000_0000;
 
-/// A compute type C of the contract: f32 or f64.
+/// A compute type C of the contract: f32 or f64 (also the accumulation type of PReLU's weight
+/// gradient).
 pub(crate) trait Compute:
-    Copy + PartialOrd + Mul<Output = Self> + Send + Sync + 'static
+    Acc + PartialOrd + Mul<Output = Self> + Send + Sync + 'static
 {
     const ZERO: Self;
     fn is_nan(self) -> bool;
@@ -63,15 +65,20 @@ pub(crate) trait Rule: Copy + Send + Sync + 'static {
     /// `R_T(c)`: round to nearest, ties to even, for a `c` that is not NaN.
     fn round(c: Self::C) -> Self;
 
+    /// `R_T(c)`, a NaN giving the canonical NaN.
+    #[inline(always)]
+    fn narrow(c: Self::C) -> Self {
+        if c.is_nan() {
+            Self::NAN
+        } else {
+            Self::round(c)
+        }
+    }
+
     /// `R_T(v * a)`, a NaN product giving the canonical NaN.
     #[inline(always)]
     fn scaled(v: Self::C, a: Self::C) -> Self {
-        let p = v * a;
-        if p.is_nan() {
-            Self::NAN
-        } else {
-            Self::round(p)
-        }
+        Self::narrow(v * a)
     }
 
     /// The forward table for one element: `x` (bits unchanged) where `x > 0` or `x` is NaN,
@@ -95,6 +102,19 @@ pub(crate) trait Rule: Copy + Send + Sync + 'static {
             dy
         } else {
             Self::scaled(dy.up(), a)
+        }
+    }
+
+    /// PReLU's weight-gradient term for one element (`self` is `x`): `+0.0` where `x > 0`, else
+    /// `R_C(C(x) * C(dy))` (a NaN `x` gives its product). The terms are summed in the order of
+    /// `tree.rs`.
+    #[inline(always)]
+    fn term(self, dy: Self) -> Self::C {
+        let x = self.up();
+        if x > Self::C::ZERO {
+            Self::C::ZERO
+        } else {
+            x * dy.up()
         }
     }
 }
@@ -151,5 +171,38 @@ impl Rule for bf16 {
     fn round(c: f32) -> Self {
         let b = c.to_bits();
         bf16::from_bits((b.wrapping_add(0x7FFF + ((b >> 16) & 1)) >> 16) as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rule;
+    use half::{bf16, f16};
+
+    #[test]
+    fn narrow_rounds_once_and_canonicalises_nan_and_terms() {
+        let nan = f32::INFINITY + f32::NEG_INFINITY;
+        assert_eq!(<f16 as Rule>::narrow(nan).to_bits(), 0x7E00);
+        assert_eq!(<bf16 as Rule>::narrow(-nan).to_bits(), 0x7FC0);
+        assert_eq!(<f32 as Rule>::narrow(-nan).to_bits(), 0x7FC0_0000);
+        assert_eq!(
+            <f64 as Rule>::narrow(-f64::NAN).to_bits(),
+            0x7FF8_0000_0000_0000
+        );
+        // 1 + 2^-11 is a tie in f16: to even, 1.0. 70000 is beyond f16: +inf.
+        assert_eq!(
+            <f16 as Rule>::narrow(1.0 + 2f32.powi(-11)).to_bits(),
+            0x3C00
+        );
+        assert_eq!(<f16 as Rule>::narrow(70000.0).to_bits(), 0x7C00);
+        // Terms: x > 0 gives +0.0; otherwise the rounded product, NaN x included.
+        let h = |v: f32| f16::from_f32(v);
+        assert_eq!(Rule::term(h(2.0), h(-3.0)).to_bits(), 0);
+        assert_eq!(Rule::term(h(-0.0), h(3.0)).to_bits(), 0x8000_0000);
+        assert!(Rule::term(f16::NAN, h(1.0)).is_nan());
+        // f16 max * f16 max overflows f16 but not f32: the term is the f32 product.
+        assert_eq!(Rule::term(h(-65504.0), h(-65504.0)), 65504.0f32 * 65504.0);
+        assert_eq!(Rule::term(-3.0f32, 0.5), -1.5);
+        assert_eq!(Rule::term(f64::MIN_POSITIVE, 1.0f64).to_bits(), 0);
     }
 }

@@ -7,21 +7,20 @@
 //! first term; the block sum is the pairwise tree over the 16 lanes (adjacent pairs, level by
 //! level). The channel sum is the same tree over the block sums padded with `-0.0` to a power of
 //! two; an empty channel sums to `+0.0`. The sum is rounded once to the weight's dtype, a NaN sum
-//! giving the canonical NaN ([`Weight::from_sum`]).
+//! giving the canonical NaN (`Rule::narrow` in `rule.rs`, which also forms the terms:
+//! `Rule::term`).
 //!
 //! Every addition is a plain IEEE addition in the accumulation type: Rust never contracts `a * b +
 //! c` into a fused multiply-add, and this crate builds without fast-math flags.
 
-use half::{bf16, f16};
-
 /// Terms per block.
-pub const BLOCK: usize = 256;
+pub(crate) const BLOCK: usize = 256;
 /// Lanes per block: each sums every 16th term of the block.
-pub const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// The accumulation type of the sums: the contract's compute type C (f32 for f16, bf16 and f32
 /// weights; f64 for f64).
-pub trait Acc: Copy {
+pub(crate) trait Acc: Copy {
     /// `-0.0`, the padding: the exact identity of IEEE addition.
     const NEG_ZERO: Self;
     /// `+0.0`: the term of an element with `x > 0`, and the sum of an empty channel.
@@ -48,101 +47,11 @@ impl Acc for f64 {
     }
 }
 
-/// A weight dtype T and the rules that tie it to its accumulation type.
-pub trait Weight: Copy {
-    /// The compute type C in which terms are formed and added.
-    type Acc: Acc;
-    /// The term of one element: `+0.0` when `x > 0`, else `R_C(C(x) * C(dy))` (one rounding;
-    /// a NaN `x` gives its product).
-    fn term(x: Self, dy: Self) -> Self::Acc;
-    /// `R_T(s)`: the sum rounded once to T (nearest, ties to even); a NaN sum is the canonical
-    /// NaN of T, whatever NaN the additions produced.
-    fn from_sum(s: Self::Acc) -> Self;
-}
-
-impl Weight for f16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn term(x: Self, dy: Self) -> f32 {
-        let x = x.to_f32();
-        if x > 0.0 {
-            0.0
-        } else {
-            x * dy.to_f32()
-        }
-    }
-    fn from_sum(s: f32) -> Self {
-        if s.is_nan() {
-            f16::from_bits(0x7E00)
-        } else {
-            f16::from_f32(s)
-        }
-    }
-}
-
-impl Weight for bf16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn term(x: Self, dy: Self) -> f32 {
-        let x = x.to_f32();
-        if x > 0.0 {
-            0.0
-        } else {
-            x * dy.to_f32()
-        }
-    }
-    fn from_sum(s: f32) -> Self {
-        if s.is_nan() {
-            bf16::from_bits(0x7FC0)
-        } else {
-            bf16::from_f32(s)
-        }
-    }
-}
-
-impl Weight for f32 {
-    type Acc = f32;
-    #[inline(always)]
-    fn term(x: Self, dy: Self) -> f32 {
-        if x > 0.0 {
-            0.0
-        } else {
-            x * dy
-        }
-    }
-    fn from_sum(s: f32) -> Self {
-        if s.is_nan() {
-            f32::from_bits(0x7FC0_0000)
-        } else {
-            s
-        }
-    }
-}
-
-impl Weight for f64 {
-    type Acc = f64;
-    #[inline(always)]
-    fn term(x: Self, dy: Self) -> f64 {
-        if x > 0.0 {
-            0.0
-        } else {
-            x * dy
-        }
-    }
-    fn from_sum(s: f64) -> Self {
-        if s.is_nan() {
-            f64::from_bits(0x7FF8_0000_0000_0000)
-        } else {
-            s
-        }
-    }
-}
-
 /// The sum of one full block of 256 terms: 16 lanes accumulated vertically (lane `j` starts with
 /// `t[j]`, then adds `t[16k + j]` for `k = 1 .. 15` in order), then the 4-level pairwise tree over
 /// the lanes. The row loop is 16 independent additions, which the compiler vectorises.
 #[inline]
-pub fn block_sum<A: Acc>(t: &[A; BLOCK]) -> A {
+pub(crate) fn block_sum<A: Acc>(t: &[A; BLOCK]) -> A {
     let mut acc: [A; LANES] = std::array::from_fn(|j| t[j]);
     for row in t.chunks_exact(LANES).skip(1) {
         for (a, &v) in acc.iter_mut().zip(row) {
@@ -163,7 +72,7 @@ pub fn block_sum<A: Acc>(t: &[A; BLOCK]) -> A {
 /// to the least power of two `M >= sums.len()`, then level by level element `2i` plus element
 /// `2i + 1`. An odd last element at some level is added to a `-0.0` pad, exactly as the padded
 /// array would do. One element is returned as it is; an empty slice sums to `+0.0`.
-pub fn tree<A: Acc>(sums: &mut [A]) -> A {
+pub(crate) fn tree<A: Acc>(sums: &mut [A]) -> A {
     let mut len = sums.len();
     if len == 0 {
         return A::POS_ZERO;
@@ -184,7 +93,8 @@ pub fn tree<A: Acc>(sums: &mut [A]) -> A {
 }
 
 /// The sum of one channel's terms given as one slice, in the order above.
-pub fn channel_sum<A: Acc>(terms: &[A]) -> A {
+#[cfg(test)]
+pub(crate) fn channel_sum<A: Acc>(terms: &[A]) -> A {
     let mut b = Blocks::new();
     b.push(terms);
     b.finish()
@@ -193,14 +103,12 @@ pub fn channel_sum<A: Acc>(terms: &[A]) -> A {
 /// A channel's running sum, fed terms in runs of any length (for example one strided run of the
 /// input at a time), in the channel's logical order. Full blocks are summed as soon as they are
 /// complete; [`Blocks::finish`] pads the last block and reduces the block sums with [`tree`].
-pub struct Blocks<A: Acc> {
+pub(crate) struct Blocks<A: Acc> {
     /// The current, partial block: its first `fill` entries are terms.
     buf: [A; BLOCK],
     fill: usize,
     /// The sums of the complete blocks so far, in order.
     sums: Vec<A>,
-    /// Terms pushed so far.
-    count: usize,
 }
 
 impl<A: Acc> Default for Blocks<A> {
@@ -211,29 +119,17 @@ impl<A: Acc> Default for Blocks<A> {
 
 impl<A: Acc> Blocks<A> {
     /// An empty channel.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Blocks {
             buf: [A::NEG_ZERO; BLOCK],
             fill: 0,
             sums: Vec::new(),
-            count: 0,
         }
-    }
-
-    /// Terms pushed so far.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether no term was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// Appends the next terms of the channel. Whole blocks that start at a block boundary are
     /// summed straight from `terms`, without a copy.
-    pub fn push(&mut self, mut terms: &[A]) {
-        self.count += terms.len();
+    pub(crate) fn push(&mut self, mut terms: &[A]) {
         if self.fill > 0 {
             let k = terms.len().min(BLOCK - self.fill);
             self.buf[self.fill..self.fill + k].copy_from_slice(&terms[..k]);
@@ -258,8 +154,7 @@ impl<A: Acc> Blocks<A> {
 
     /// Appends one term.
     #[inline]
-    pub fn push_one(&mut self, t: A) {
-        self.count += 1;
+    pub(crate) fn push_one(&mut self, t: A) {
         self.buf[self.fill] = t;
         self.fill += 1;
         if self.fill == BLOCK {
@@ -270,7 +165,7 @@ impl<A: Acc> Blocks<A> {
 
     /// The block sums `S_0 .. S_{m-1}`, the last (partial) block padded with `-0.0`: for a caller
     /// that combines aligned power-of-two groups of them itself.
-    pub fn into_sums(mut self) -> Vec<A> {
+    pub(crate) fn into_sums(mut self) -> Vec<A> {
         if self.fill > 0 {
             self.buf[self.fill..].fill(A::NEG_ZERO);
             self.sums.push(block_sum(&self.buf));
@@ -279,7 +174,8 @@ impl<A: Acc> Blocks<A> {
     }
 
     /// The channel sum `S`: `+0.0` for no terms.
-    pub fn finish(self) -> A {
+    #[cfg(test)]
+    pub(crate) fn finish(self) -> A {
         tree(&mut self.into_sums())
     }
 }
@@ -325,13 +221,21 @@ mod tests {
 
     /// Bits, with every NaN as one value: Rust leaves the payload and sign of a NaN result
     /// unspecified (LLVM may swap the operands of an addition), which is why the sum's NaN is
-    /// canonicalised by [`Weight::from_sum`].
+    /// canonicalised when it is rounded to the weight's dtype.
     fn key32(v: f32) -> u32 {
-        f32::from_sum(v).to_bits()
+        if v.is_nan() {
+            0x7FC0_0000
+        } else {
+            v.to_bits()
+        }
     }
 
     fn key64(v: f64) -> u64 {
-        f64::from_sum(v).to_bits()
+        if v.is_nan() {
+            0x7FF8_0000_0000_0000
+        } else {
+            v.to_bits()
+        }
     }
 
     /// A deterministic xorshift stream.
@@ -430,7 +334,6 @@ mod tests {
                     }
                     rest = &rest[k..];
                 }
-                assert_eq!(b.len(), n);
                 assert_eq!(key32(b.finish()), want, "n {n}, runs up to {cut}");
             }
         }
@@ -460,26 +363,5 @@ mod tests {
         assert_eq!(channel_sum::<f32>(&[]).to_bits(), 0);
         assert_eq!(tree::<f64>(&mut []).to_bits(), 0);
         assert_eq!(tree(&mut [-0.0f32]).to_bits(), 0x8000_0000);
-    }
-
-    #[test]
-    fn weights_round_once_and_canonicalise_nan() {
-        let nan = f32::INFINITY + f32::NEG_INFINITY;
-        assert_eq!(f16::from_sum(nan).to_bits(), 0x7E00);
-        assert_eq!(bf16::from_sum(-nan).to_bits(), 0x7FC0);
-        assert_eq!(f32::from_sum(-nan).to_bits(), 0x7FC0_0000);
-        assert_eq!(f64::from_sum(-f64::NAN).to_bits(), 0x7FF8_0000_0000_0000);
-        // 1 + 2^-11 is a tie in f16: to even, 1.0. 70000 is beyond f16: +inf.
-        assert_eq!(f16::from_sum(1.0 + 2f32.powi(-11)).to_bits(), 0x3C00);
-        assert_eq!(f16::from_sum(70000.0).to_bits(), 0x7C00);
-        // Terms: x > 0 gives +0.0; otherwise the rounded product, NaN x included.
-        let h = |v: f32| f16::from_f32(v);
-        assert_eq!(f16::term(h(2.0), h(-3.0)).to_bits(), 0);
-        assert_eq!(f16::term(h(-0.0), h(3.0)).to_bits(), 0x8000_0000);
-        assert!(f16::term(f16::NAN, h(1.0)).is_nan());
-        // f16 max * f16 max overflows f16 but not f32: the term is the f32 product.
-        assert_eq!(f16::term(h(-65504.0), h(-65504.0)), 65504.0f32 * 65504.0);
-        assert_eq!(f32::term(-3.0, 0.5), -1.5);
-        assert_eq!(f64::term(f64::MIN_POSITIVE, 1.0).to_bits(), 0);
     }
 }

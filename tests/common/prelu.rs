@@ -460,3 +460,78 @@ pub fn bound_ratio(terms: &[f64], value: f64, d: u32, p: u32) -> f64 {
     let gamma = d as f64 * u / (1.0 - d as f64 * u);
     err.abs().to_f64() / (gamma * Exact::sum_abs(terms.iter().copied()).to_f64())
 }
+
+/// One golden file of `tests/golden/prelu/` (format: `tests/golden/README.md`).
+pub struct GoldenFile {
+    pub name: String,
+    pub dtype: DType,
+    pub x_dims: Vec<usize>,
+    pub w_dims: Vec<usize>,
+    pub w: Vec<u64>,
+    pub dweight: Vec<u64>,
+    /// x, c, y, dy, dx, gw.
+    pub cols: [Vec<u64>; 6],
+}
+
+fn hex(v: &serde_json::Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("hex string"), 16).expect("hex")
+}
+
+fn dims(v: &serde_json::Value) -> Vec<usize> {
+    v.as_array()
+        .expect("dims")
+        .iter()
+        .map(|d| d.as_u64().expect("dim") as usize)
+        .collect()
+}
+
+fn load(path: &std::path::Path) -> GoldenFile {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mut lines = text.lines();
+    let meta: serde_json::Value = serde_json::from_str(lines.next().expect("header")).unwrap();
+    let dtype = match meta["dtype"].as_str().unwrap() {
+        "float16" => DType::F16,
+        "bfloat16" => DType::BF16,
+        "float32" => DType::F32,
+        "float64" => DType::F64,
+        d => panic!("{d}"),
+    };
+    let mut cols: [Vec<u64>; 6] = Default::default();
+    for line in lines.filter(|l| !l.is_empty()) {
+        for (k, (c, w)) in cols.iter_mut().zip(line.split(' ')).enumerate() {
+            c.push(if k == 1 {
+                w.parse().expect("channel")
+            } else {
+                u64::from_str_radix(w, 16).expect("hex word")
+            });
+        }
+    }
+    let n = meta["n"].as_u64().unwrap() as usize;
+    assert!(cols.iter().all(|c| c.len() == n), "{path:?}: {n} rows");
+    GoldenFile {
+        name: path.file_name().unwrap().to_string_lossy().into_owned(),
+        dtype,
+        x_dims: dims(&meta["x_dims"]),
+        w_dims: dims(&meta["w_dims"]),
+        w: meta["w_bits"].as_array().unwrap().iter().map(hex).collect(),
+        dweight: meta["dweight_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hex)
+            .collect(),
+        cols,
+    }
+}
+
+pub fn golden_files() -> Vec<GoldenFile> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/prelu");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 32, "4 dtypes x 8 cases in {dir:?}");
+    paths.iter().map(|p| load(p)).collect()
+}
