@@ -67,7 +67,7 @@ fn kernel_source_matches_cpu_path() {
 }
 
 /// Wrong kernels: (name, exact text in the kernel, replacement).
-const MUTANTS: [(&str, &str, &str); 12] = [
+const MUTANTS: [(&str, &str, &str); 15] = [
     (
         "backward gradient at 0 is dy (>= for >)",
         "E<T>::up(x) > 0 ? dy",
@@ -115,8 +115,8 @@ const MUTANTS: [(&str, &str, &str); 12] = [
     ),
     (
         "misaligned input read as one vector",
-        "q == 0 ? *(const Pack<T>*)p",
-        "q < W<T> ? *(const Pack<T>*)p",
+        "if constexpr (Q == 0)",
+        "if constexpr (Q < W<T>)",
     ),
     (
         "element picked one off at the pack seam",
@@ -124,9 +124,24 @@ const MUTANTS: [(&str, &str, &str); 12] = [
         "k + Q <= W<T> ?",
     ),
     (
-        "last element offset shifted as its neighbour",
-        "if constexpr (Q + 1 < W<T>)",
-        "if constexpr (Q + 2 < W<T>)",
+        "x's last element offset runs its neighbour's pack loop",
+        "M != INPLACE && QX + 1 < W<T>",
+        "M != INPLACE && QX + 2 < W<T>",
+    ),
+    (
+        "dy's last element offset runs its neighbour's pack loop",
+        "M == BWD && QG + 1 < W<T>",
+        "M == BWD && QG + 2 < W<T>",
+    ),
+    (
+        "dy read at x's element offset",
+        "load<T, QG>(dy",
+        "load<T, QX>(dy",
+    ),
+    (
+        "contiguous walk of the _u64 entry points reads dy's first element",
+        "I ox = (I)i, og = (I)i;",
+        "I ox = (I)i, og = 0;",
     ),
 ];
 
