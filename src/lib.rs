@@ -34,6 +34,8 @@ mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "metal")]
+mod index_width;
+#[cfg(feature = "metal")]
 mod metal;
 mod op;
 

@@ -148,7 +148,7 @@ fn output(s: &MetalStorage, l: &Layout, label: &str) -> Result<MetalStorage> {
 /// `y = leaky_relu(x)` as a new contiguous storage of `l`'s shape.
 pub fn forward(slope: Slope, s: &MetalStorage, l: &Layout) -> Result<MetalStorage> {
     let strided = !l.is_contiguous();
-    let name = plan::kernel_name(Kind::Fwd, s.dtype(), strided, FWD)?;
+    let name = plan::launch_kernel_name(Kind::Fwd, s.dtype(), &[l], FWD)?;
     let y = output(s, l, FWD)?;
     launch(&name, FWD, s, l, strided, |e, n, dims| {
         let (x, sx) = (at_offset(s, l), strides(l, strided));
@@ -167,7 +167,7 @@ pub fn backward(
     ldy: &Layout,
 ) -> Result<MetalStorage> {
     let strided = !(lx.is_contiguous() && ldy.is_contiguous());
-    let name = plan::kernel_name(Kind::Bwd, x.dtype(), strided, BWD)?;
+    let name = plan::launch_kernel_name(Kind::Bwd, x.dtype(), &[lx, ldy], BWD)?;
     let dx = output(x, lx, BWD)?;
     launch(&name, BWD, x, lx, strided, |e, n, dims| {
         let (xb, sx) = (at_offset(x, lx), strides(lx, strided));
@@ -181,7 +181,7 @@ pub fn backward(
 /// `x = leaky_relu(x)` for every element of `l` (the op has refused views whose elements overlap).
 pub fn forward_inplace(slope: Slope, s: &mut MetalStorage, l: &Layout) -> Result<()> {
     let strided = !l.is_contiguous();
-    let name = plan::kernel_name(Kind::Inplace, s.dtype(), strided, INPLACE)?;
+    let name = plan::launch_kernel_name(Kind::Inplace, s.dtype(), &[l], INPLACE)?;
     let s = &*s;
     launch(&name, INPLACE, s, l, strided, |e, n, dims| {
         let (x, sx) = (at_offset(s, l), strides(l, strided));

@@ -4,17 +4,22 @@
 //! standard cases of `tests/host`. Deliberately wrong shaders must fail it.
 mod common;
 mod host;
+#[path = "../src/index_width.rs"]
+mod index_width;
 #[path = "../src/metal/plan.rs"]
 mod plan;
 
 use candle_core::DType;
 use host::{Case, Harness, Op};
+use index_width::IndexWidth;
 
 const METAL: Harness = Harness {
     name: "metal_host",
     kernel: "kernels/leaky_relu.metal",
     copy: "leaky_relu.metal",
+    // The Metal Shading Language is C++14-based: C++17 in the shader fails here too.
     args: &[
+        "-std=c++14",
         "-I",
         "{root}/tests/metal_host/include",
         "-I",
@@ -27,19 +32,25 @@ const METAL: Harness = Harness {
 
 /// `KERNEL GROUPS WIDTH ORDER`: the kernel and grid of `plan`, threads in ascending and in
 /// descending order. The threadgroup width varies (a pipeline's max is at most 1024, often
-/// less) so that grids are rounded up past the tiles, as candle's linear_split does.
+/// less) so that grids are rounded up past the tiles, as candle's linear_split does. Strided
+/// cases run the kernel `plan` picks (the 32-bit walk: every view here fits) and the 64-bit walk
+/// on the same view, which only views past 2^32 elements or offsets would get.
 fn launches(i: usize, c: &Case) -> Vec<String> {
     let kind = match c.op {
         Op::Fwd => plan::Kind::Fwd,
         Op::Bwd => plan::Kind::Bwd,
         Op::Inplace => plan::Kind::Inplace,
     };
-    let name = plan::kernel_name(kind, c.dtype, !c.contiguous(), "test").unwrap();
+    let layouts: Vec<_> = std::iter::once(&c.x).chain(&c.dy).map(|o| &o.layout).collect();
+    let mut names = vec![plan::launch_kernel_name(kind, c.dtype, &layouts, "test").unwrap()];
+    if !c.contiguous() {
+        names.push(plan::strided_kernel_name(kind, c.dtype, IndexWidth::U64, "test").unwrap());
+    }
     let max = [1024, 32, 7, 256][i % 4];
     let (groups, width) = plan::grid(c.n(), c.dtype.size_in_bytes(), max, "test").unwrap();
-    ["up", "down"]
-        .map(|o| format!("{name} {groups} {width} {o}"))
-        .to_vec()
+    (names.iter())
+        .flat_map(|name| ["up", "down"].map(|o| format!("{name} {groups} {width} {o}")))
+        .collect()
 }
 
 #[test]
@@ -49,7 +60,7 @@ fn shader_matches_cpu_bit_for_bit() {
 
 /// Source edits that break the contract, each of which the harness must catch. The first five
 /// are right under IEEE arithmetic and wrong only where subnormals are flushed, as on the GPU.
-const MUTANTS: [(&str, &str, &str); 18] = [
+const MUTANTS: [(&str, &str, &str); 22] = [
     (
         "x > 0 by a float compare",
         "return c - 1u < 0x7F800000u;",
@@ -140,9 +151,73 @@ const MUTANTS: [(&str, &str, &str); 18] = [
         "positive(D::load(x)) ? dy",
         "(positive(D::load(x)) || D::load(x) == 0) ? dy",
     ),
+    (
+        "backward dy walked with x's strides",
+        "og += r * I(dy_strides[d]);",
+        "og += r * I(x_strides[d]);",
+    ),
+    (
+        "in place writes the contiguous index",
+        "out[M == INPLACE ? o.x : i]",
+        "out[i]",
+    ),
+    (
+        "32-bit strided kernels ignore the strides",
+        "\"_strided_u32\", leaky_relu_##op, D, true, uint)",
+        "\"_strided_u32\", leaky_relu_##op, D, false, uint)",
+    ),
+    (
+        "64-bit strided kernels ignore the strides",
+        "\"_strided_u64\", leaky_relu_##op, D, true, ulong)",
+        "\"_strided_u64\", leaky_relu_##op, D, false, ulong)",
+    ),
 ];
 
 #[test]
 fn wrong_shaders_fail() {
     METAL.check_mutants(&MUTANTS);
+}
+
+/// `plan::grid` at the 32-bit limit of Metal thread ids, with threadgroup widths that are not
+/// powers of two (pipelines report such maxima) and some that are: all tiles covered, every
+/// thread id below 2^32, the width within the pipeline's max, candle's `linear_split` grid
+/// wherever that fits, else the largest power of two within the max; more tiles are refused with
+/// an error naming the op, the element count and the limit.
+#[test]
+fn grid_keeps_thread_ids_below_2_pow_32() {
+    let ids = 1u64 << 32;
+    for dtype in [DType::F32, DType::F16] {
+        let (size, w) = (dtype.size_in_bytes(), 8 / dtype.size_in_bytes());
+        for max in [1, 3, 7, 32, 96, 576, 896, 1000, 1023, 1024] {
+            let edge = (ids - 1) as usize;
+            let near = [edge, edge - 1, edge - max + 1, edge - max, edge - 2 * max - 5];
+            let sweep = (0..200).map(|k| edge - k * 7919);
+            let small = [1, 2, max - 1, max, max + 1, 1 << 31];
+            for tiles in near.into_iter().chain(sweep).chain(small).filter(|&t| t > 0) {
+                // n with `tiles` tiles: the last one full or holding one element.
+                for n in [tiles * w, tiles * w - (w - 1)] {
+                    let (groups, width) = plan::grid(n, size, max, "op").unwrap();
+                    let threads = groups as u64 * width as u64;
+                    let at = format!("{dtype:?} max {max} tiles {tiles} n {n}: {groups} x {width}");
+                    assert!((1..=max).contains(&width), "{at}");
+                    assert!(threads >= tiles as u64 && threads <= ids, "{at}");
+                    let split = (tiles.div_ceil(max.min(tiles)), max.min(tiles));
+                    if split.0 as u64 * split.1 as u64 <= ids {
+                        assert_eq!((groups, width), split, "{at}");
+                    } else {
+                        assert!(width.is_power_of_two() && width * 2 > max, "{at}");
+                    }
+                }
+            }
+        }
+    }
+    // linear_split would launch 4,294,968 groups of 1000, 2^32 + 671,704 threads.
+    let n = (ids as usize - 1) * 2;
+    assert_eq!(plan::grid(n, 4, 1000, "op").unwrap(), (1 << 23, 512));
+    assert_eq!(plan::grid(0, 4, 1000, "op").unwrap(), (0, 0));
+    assert_eq!(plan::grid(5, 4, 0, "op").unwrap(), (3, 1));
+    for (n, size) in [(ids as usize * 2 - 1, 4), (ids as usize * 4 - 3, 2), (usize::MAX, 2)] {
+        let e = plan::grid(n, size, 1024, "leaky_relu").unwrap_err().to_string();
+        assert!(e.contains("leaky_relu") && e.contains(&n.to_string()) && e.contains("2^32"), "{e}");
+    }
 }

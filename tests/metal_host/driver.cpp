@@ -41,7 +41,7 @@ int main() {
 
         // What the host binds: scalars by value, dims/strides arrays, buffers at byte offsets.
         // Contiguous kernels get one-element dims/strides arrays, as src/metal.rs binds them.
-        const bool strided = name.size() > 8 && name.compare(name.size() - 8, 8, "_strided") == 0;
+        const bool strided = name.find("_strided_u") != std::string::npos;
         const bool bwd = c.op == "bwd", inplace = c.op == "inplace";
         const std::vector<size_t> dims = strided ? c.dims : std::vector<size_t>{c.n}, one{1};
         Launch l;
