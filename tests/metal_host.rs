@@ -9,7 +9,7 @@ mod index_width;
 #[path = "../src/metal/plan.rs"]
 mod plan;
 
-use candle_core::DType;
+use candle_core::{DType, Layout};
 use host::{Case, Harness, Op};
 use index_width::IndexWidth;
 
@@ -30,26 +30,35 @@ const METAL: Harness = Harness {
     launches,
 };
 
-/// `KERNEL GROUPS WIDTH ORDER`: the kernel and grid of `plan`, threads in ascending and in
-/// descending order. The threadgroup width varies (a pipeline's max is at most 1024, often
+/// `KERNEL GROUPS WIDTH ORDER LAYOUTS`: the kernel and grid of `plan`, threads in ascending and
+/// in descending order. The threadgroup width varies (a pipeline's max is at most 1024, often
 /// less) so that grids are rounded up past the tiles, as candle's linear_split does. Strided
-/// cases run the kernel `plan` picks (the 32-bit walk: every view here fits) and the 64-bit walk
-/// on the same view, which only views past 2^32 elements or offsets would get.
+/// cases run the kernel `plan` picks for them (the 32-bit walk: every view here fits), the
+/// 64-bit walk on the same views, and the kernel `plan` picks for the same values laid out past
+/// 2^32 elements (`host::far_layouts`), which must be the 64-bit walk.
 fn launches(i: usize, c: &Case) -> Vec<String> {
     let kind = match c.op {
         Op::Fwd => plan::Kind::Fwd,
         Op::Bwd => plan::Kind::Bwd,
         Op::Inplace => plan::Kind::Inplace,
     };
+    let pick = |layouts: &[&Layout]| plan::launch_kernel_name(kind, c.dtype, layouts, "test");
     let layouts: Vec<_> = std::iter::once(&c.x).chain(&c.dy).map(|o| &o.layout).collect();
-    let mut names = vec![plan::launch_kernel_name(kind, c.dtype, &layouts, "test").unwrap()];
+    let mut runs = vec![(pick(&layouts).unwrap(), None)];
     if !c.contiguous() {
-        names.push(plan::strided_kernel_name(kind, c.dtype, IndexWidth::U64, "test").unwrap());
+        let wide = plan::strided_kernel_name(kind, c.dtype, IndexWidth::U64, "test").unwrap();
+        runs.push((wide, None));
+        if let Some(far) = host::far_layouts(c) {
+            runs.push((pick(&far.iter().collect::<Vec<_>>()).unwrap(), Some(far)));
+        }
     }
     let max = [1024, 32, 7, 256][i % 4];
     let (groups, width) = plan::grid(c.n(), c.dtype.size_in_bytes(), max, "test").unwrap();
-    (names.iter())
-        .flat_map(|name| ["up", "down"].map(|o| format!("{name} {groups} {width} {o}")))
+    (runs.iter())
+        .flat_map(|(name, far)| {
+            let layouts = host::layouts_word(far.as_deref());
+            ["up", "down"].map(|o| format!("{name} {groups} {width} {o} {layouts}"))
+        })
         .collect()
 }
 
@@ -60,7 +69,7 @@ fn shader_matches_cpu_bit_for_bit() {
 
 /// Source edits that break the contract, each of which the harness must catch. The first five
 /// are right under IEEE arithmetic and wrong only where subnormals are flushed, as on the GPU.
-const MUTANTS: [(&str, &str, &str); 22] = [
+const MUTANTS: [(&str, &str, &str); 23] = [
     (
         "x > 0 by a float compare",
         "return c - 1u < 0x7F800000u;",
@@ -165,6 +174,11 @@ const MUTANTS: [(&str, &str, &str); 22] = [
         "32-bit strided kernels ignore the strides",
         "\"_strided_u32\", leaky_relu_##op, D, true, uint)",
         "\"_strided_u32\", leaky_relu_##op, D, false, uint)",
+    ),
+    (
+        "64-bit strided kernels walk in 32 bits",
+        "\"_strided_u64\", leaky_relu_##op, D, true, ulong)",
+        "\"_strided_u64\", leaky_relu_##op, D, true, uint)",
     ),
     (
         "64-bit strided kernels ignore the strides",
