@@ -43,7 +43,10 @@ fn launches(i: usize, c: &Case) -> Vec<String> {
         Op::Inplace => plan::Kind::Inplace,
     };
     let pick = |layouts: &[&Layout]| plan::launch_kernel_name(kind, c.dtype, layouts, "test");
-    let layouts: Vec<_> = std::iter::once(&c.x).chain(&c.dy).map(|o| &o.layout).collect();
+    let layouts: Vec<_> = std::iter::once(&c.x)
+        .chain(&c.dy)
+        .map(|o| &o.layout)
+        .collect();
     let mut runs = vec![(pick(&layouts).unwrap(), None)];
     if !c.contiguous() {
         let wide = plan::strided_kernel_name(kind, c.dtype, IndexWidth::U64, "test").unwrap();
@@ -204,10 +207,21 @@ fn grid_keeps_thread_ids_below_2_pow_32() {
         let (size, w) = (dtype.size_in_bytes(), 8 / dtype.size_in_bytes());
         for max in [1, 3, 7, 32, 96, 576, 896, 1000, 1023, 1024] {
             let edge = (ids - 1) as usize;
-            let near = [edge, edge - 1, edge - max + 1, edge - max, edge - 2 * max - 5];
+            let at_limit = [
+                edge,
+                edge - 1,
+                edge - max + 1,
+                edge - max,
+                edge - 2 * max - 5,
+            ];
             let sweep = (0..200).map(|k| edge - k * 7919);
             let small = [1, 2, max - 1, max, max + 1, 1 << 31];
-            for tiles in near.into_iter().chain(sweep).chain(small).filter(|&t| t > 0) {
+            for tiles in at_limit
+                .into_iter()
+                .chain(sweep)
+                .chain(small)
+                .filter(|&t| t > 0)
+            {
                 // n with `tiles` tiles: the last one full or holding one element.
                 for n in [tiles * w, tiles * w - (w - 1)] {
                     let (groups, width) = plan::grid(n, size, max, "op").unwrap();
@@ -230,8 +244,17 @@ fn grid_keeps_thread_ids_below_2_pow_32() {
     assert_eq!(plan::grid(n, 4, 1000, "op").unwrap(), (1 << 23, 512));
     assert_eq!(plan::grid(0, 4, 1000, "op").unwrap(), (0, 0));
     assert_eq!(plan::grid(5, 4, 0, "op").unwrap(), (3, 1));
-    for (n, size) in [(ids as usize * 2 - 1, 4), (ids as usize * 4 - 3, 2), (usize::MAX, 2)] {
-        let e = plan::grid(n, size, 1024, "leaky_relu").unwrap_err().to_string();
-        assert!(e.contains("leaky_relu") && e.contains(&n.to_string()) && e.contains("2^32"), "{e}");
+    for (n, size) in [
+        (ids as usize * 2 - 1, 4),
+        (ids as usize * 4 - 3, 2),
+        (usize::MAX, 2),
+    ] {
+        let e = plan::grid(n, size, 1024, "leaky_relu")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("leaky_relu") && e.contains(&n.to_string()) && e.contains("2^32"),
+            "{e}"
+        );
     }
 }

@@ -405,8 +405,9 @@ pub fn far_layouts(c: &Case) -> Option<Vec<Layout>> {
 pub fn layouts_word(layouts: Option<&[Layout]>) -> String {
     match layouts {
         None => "near".into(),
-        Some(ls) => (ls.iter().flat_map(|l| l.stride()))
-            .fold("far".into(), |w, s| format!("{w} {s}")),
+        Some(ls) => {
+            (ls.iter().flat_map(|l| l.stride())).fold("far".into(), |w, s| format!("{w} {s}"))
+        }
     }
 }
 
