@@ -64,7 +64,8 @@ inline size_t offset_of(const Case &c, const std::vector<size_t> &strides, size_
 
 // The elements of view o of c laid out again through other strides, from offset 0, in an
 // anonymous mapping reserved but not committed: strides that reach past 2^32 elements (views no
-// test could allocate) touch only the pages that hold elements.
+// test could allocate) touch only the pages that hold elements. Needs an OS that reserves
+// address space lazily (Linux with its default overcommit, macOS): up to a few hundred GiB.
 struct Far {
     std::vector<size_t> strides;
     unsigned char *p = nullptr;
