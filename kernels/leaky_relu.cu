@@ -64,8 +64,8 @@ __device__ __forceinline__ T scaled(typename E<T>::C v, typename E<T>::C a) {
     return p != p ? E<T>::nan() : E<T>::down(p);
 }
 
-// The three operations, mirroring the Rust enum `crate::base::Op` (the one place this file
-// spells them; LEAKY_RELU_OPS below names an entry point after each).
+// The three operations, mirroring the Rust enum `crate::base::Op` (one enum here too; the entry
+// points that LEAKY_RELU_OPS stamps are named after its values: fwd, bwd, inplace).
 enum Mode { FWD, BWD, INPLACE };
 
 // One element: forward (x > 0 or NaN: x unchanged) or backward (x > 0: dy unchanged).

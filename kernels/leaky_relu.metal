@@ -168,8 +168,8 @@ METAL_FUNC typename D::T leaky_relu_grad(typename D::T x, typename D::T dy, uint
     return positive(D::load(x)) ? dy : D::store(mul(D::load(dy), a));
 }
 
-// The three operations, mirroring the Rust enum `crate::base::Op` (the one place this file
-// spells them; LEAKY_RELU_DTYPE below names a kernel family after each).
+// The three operations, mirroring the Rust enum `crate::base::Op` (one enum here too; the kernel
+// families that LEAKY_RELU_DTYPE exports are named after its values: fwd, bwd, inplace).
 enum Mode { FWD, BWD, INPLACE };
 
 // Storage offsets of one element in x and (backward) dy.

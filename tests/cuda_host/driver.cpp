@@ -2,11 +2,11 @@
 // `driver < CASES`, the case file of tests/host/mod.rs (see ../host/case_file.h) with launch
 // lines `launch CONTIGUOUS GRID BLOCK WIDTH LAYOUTS` (CONTIGUOUS 1 passes info = nullptr; WIDTH
 // 32 or 64 picks the _u32 or _u64 entry points; LAYOUTS `near` or `far ...`, see
-// host::read_layouts: far operands are not poisoned around). Operands live in 256-byte aligned buffers, like
-// cudaMalloc allocations; the kernel gets them from the offsets on. Built with AddressSanitizer,
-// everything outside the elements a view addresses (and past the n outputs) is poisoned: a load
-// or store that leaves its view aborts the driver. Threads run one after another: the kernels
-// share nothing between threads.
+// host::read_layouts). Operands live in 256-byte aligned buffers, like cudaMalloc allocations;
+// the kernel gets them from the offsets on. Built with AddressSanitizer, everything outside the
+// elements a view addresses (and past the n outputs) is poisoned: a load or store that leaves its
+// view aborts the driver (far operands, relaid out in reserved address space, are not guarded).
+// Threads run one after another: the kernels share nothing between threads.
 #include "../host/case_file.h"
 
 #include "shim.h"
