@@ -41,6 +41,12 @@ for arch in sm_80 sm_90; do
         echo "ci-cuda: local memory (stack frame or spills) for $arch:" >&2; grep -B2 'stack frame' "$tmp/$arch.log" >&2; exit 1
     fi
 done
+# Registers per entry point and the PTX size, to compare kernel changes by (local memory is
+# refused above).
+for arch in sm_80 sm_90; do
+    echo "ci-cuda: $arch registers:" $(sed -nE "s/.*Compiling entry function 'leaky_relu_([a-z0-9_]+)'.*/\1/p; s/.*Used ([0-9]+) registers.*/\1/p" "$tmp/$arch.log" | paste -sd' ' | sed -E 's/([a-z0-9_]+) ([0-9]+)/\1=\2/g') >&2
+done
+echo "ci-cuda: PTX $(wc -c <"$ptx") bytes" >&2
 missing=0
 for op in fwd bwd inplace; do
     for dt in f16 bf16 f32 f64; do
