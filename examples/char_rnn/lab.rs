@@ -95,6 +95,11 @@ pub fn lab(text: &str, cfg: &Lab, dev: &Device, show: bool) -> Result<Vec<AlphaR
         !cfg.alphas.is_empty(),
         "lab: --alphas needs at least one slope"
     );
+    ensure!(
+        cfg.learn_init.is_finite() || !cfg.alphas.iter().any(|a| a.learned()),
+        "lab: --learn-init must be finite, got {}",
+        cfg.learn_init
+    );
     let knocked = Settings {
         knockout: cfg.knockout,
         knockout_bias: cfg.knockout_bias,

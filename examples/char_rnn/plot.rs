@@ -142,10 +142,15 @@ pub fn plot(path: &Path, runs: &[(String, &[Point])]) -> Result<()> {
 }
 
 /// `lab`: knocked-out units alive, inactive share and validation loss over training; one colour
-/// per slope, knockout runs solid, baselines dashed.
+/// per slope, knockout runs solid, baselines dashed; and the learned slopes, if any.
 pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
     let e = |x: &dyn std::fmt::Display| anyhow!("plot {}: {x}", path.display());
-    let root = SVGBackend::new(path, (1500, 480)).into_drawing_area();
+    let width = if runs.iter().any(|r| r.slope.learned()) {
+        2000
+    } else {
+        1500
+    };
+    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut knocked = Vec::new();
     let mut both = Vec::new();
@@ -204,6 +209,7 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
             title: "learned slopes (mean; min and max dashed)",
             x_desc: "step",
             y_desc: "slope",
+            x_ticks: whole,
         };
         draw_xy(area, &panel, &lines).map_err(|x| e(&x))?;
     }
@@ -229,11 +235,17 @@ enum Mark {
     Cross,
 }
 
-/// Title and axis labels of an x-y panel.
+/// Title, axis labels and x tick labels of an x-y panel.
 struct XyPanel {
     title: &'static str,
     x_desc: &'static str,
     y_desc: &'static str,
+    x_ticks: fn(&f64) -> String,
+}
+
+/// Steps as whole numbers.
+fn whole(x: &f64) -> String {
+    format!("{x:.0}")
 }
 
 /// The learned slopes of a run over training: mean solid, min and max dashed, from the probes
@@ -293,6 +305,8 @@ where
     (chart.configure_mesh())
         .x_desc(panel.x_desc)
         .y_desc(panel.y_desc)
+        .x_labels(8)
+        .x_label_formatter(&panel.x_ticks)
         .draw()
         .map_err(e)?;
     for l in lines {
@@ -415,6 +429,7 @@ pub fn plot_sweep(path: &Path, seeds: &[(u64, Vec<AlphaRuns>)]) -> Result<()> {
         title: "validation loss at the end against the slope",
         x_desc: "slope",
         y_desc: "nats/char",
+        x_ticks: |x| format!("{x:.1}"),
     };
     draw_xy(&areas[0], &panel, &loss).map_err(|x| e(&x))?;
     if let Some(area) = areas.get(1) {
@@ -422,6 +437,7 @@ pub fn plot_sweep(path: &Path, seeds: &[(u64, Vec<AlphaRuns>)]) -> Result<()> {
             title: "learned slopes, knockout runs (mean; min and max dashed)",
             x_desc: "step",
             y_desc: "slope",
+            x_ticks: whole,
         };
         draw_xy(area, &panel, &slopes).map_err(|x| e(&x))?;
     }

@@ -650,3 +650,28 @@ fn evaluate_first_reads_only_the_first_batches() -> Result<()> {
     assert_ne!(one.loss.to_bits(), all.loss.to_bits());
     Ok(())
 }
+
+#[test]
+fn learned_initial_slopes_must_be_finite_as_f32() {
+    for alpha in [f64::NAN, 1e39, f64::INFINITY] {
+        let e = err_text(train(&text(), &learned_at(alpha), &Device::Cpu, None));
+        assert!(e.contains("--alpha"), "{alpha}: {e}");
+    }
+    let cfg = lab::Lab {
+        settings: settings(1),
+        alphas: vec![SlopeSpec::Fixed(0.1), SlopeSpec::Learn],
+        learn_init: f64::NAN,
+        knockout: 0.25,
+        knockout_bias: -4.0,
+        baseline: true,
+    };
+    let e = err_text(lab::lab(&text(), &cfg, &Device::Cpu, false));
+    assert!(e.contains("--learn-init must be finite, got NaN"), "{e}");
+}
+
+fn learned_at(alpha: f64) -> Settings {
+    Settings {
+        alpha,
+        ..learned(SlopeKind::PerUnit, 1)
+    }
+}

@@ -215,6 +215,11 @@ fn check(s: &Settings) -> Result<()> {
         s.alpha
     );
     ensure!(
+        !s.slopes.learned() || (s.alpha as f32).is_finite(),
+        "the initial learned slope (--alpha, --learn-init) must be finite as an f32, got {}",
+        s.alpha
+    );
+    ensure!(
         s.lr > 0.0 && s.lr.is_finite(),
         "--lr must be positive, got {}",
         s.lr
