@@ -3,8 +3,9 @@
 //! on every input) and one baseline run without, from the same seed and batches; then which
 //! knocked-out units came back and how fast, and how large the gradients were.
 
+use crate::measures::{max, median};
 use crate::model::SlopeKind;
-use crate::train::{max, median, train, Run, Settings};
+use crate::train::{train, Run, Settings};
 use anyhow::{bail, ensure, Result};
 use candle_core::Device;
 use std::fmt;

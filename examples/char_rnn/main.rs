@@ -13,14 +13,16 @@
 //!
 //! Files: `cli.rs` the flags, `commands.rs` what each command does, `train.rs` the training
 //! loop, `model.rs` the network and its checkpoint, `data.rs` the text and batches, `lab.rs`
-//! the dying-ReLU lab, `report.rs` the `final:` line and CSV, `plot.rs` the SVGs, `sample.rs`
-//! text generation, `alloc.rs` allocator and thread tuning.
+//! the dying-ReLU lab, `measures.rs` the gradient-norm and revival measures, `report.rs` the
+//! `final:` line, CSV and the sweep's table, `plot.rs` the SVGs, `sample.rs` text generation,
+//! `alloc.rs` allocator and thread tuning; `tests.rs` and `slope_tests.rs` the tests.
 
 mod alloc;
 mod cli;
 mod commands;
 mod data;
 mod lab;
+mod measures;
 mod model;
 mod plot;
 mod report;

@@ -203,13 +203,14 @@ pub fn plot_lab(path: &Path, runs: &[AlphaRuns]) -> Result<()> {
         let mut lines = Vec::new();
         for (i, r) in learned {
             let name = format!("alpha {}", r.slope);
-            lines.extend(slope_lines(&r.knockout, &name, i));
+            lines.extend(slope_lines(&r.knockout, Some(name), i));
         }
         let panel = XyPanel {
             title: "learned slopes (mean; min and max dashed)",
             x_desc: "step",
             y_desc: "slope",
             x_ticks: whole,
+            legend: SeriesLabelPosition::UpperRight,
         };
         draw_xy(area, &panel, &lines).map_err(|x| e(&x))?;
     }
@@ -241,6 +242,7 @@ struct XyPanel {
     x_desc: &'static str,
     y_desc: &'static str,
     x_ticks: fn(&f64) -> String,
+    legend: SeriesLabelPosition,
 }
 
 /// Steps as whole numbers.
@@ -250,7 +252,7 @@ fn whole(x: &f64) -> String {
 
 /// The learned slopes of a run over training: mean solid, min and max dashed, from the probes
 /// (or the evaluations when there were none).
-fn slope_lines(run: &Run, name: &str, color: usize) -> Vec<Line> {
+fn slope_lines(run: &Run, name: Option<String>, color: usize) -> Vec<Line> {
     let series: Vec<(f64, crate::model::SlopeStats)> = match run.probes.is_empty() {
         true => (run.history.iter())
             .map(|p| (p.step as f64, p.slope))
@@ -266,7 +268,7 @@ fn slope_lines(run: &Run, name: &str, color: usize) -> Vec<Line> {
         dashed,
         marks: None,
     };
-    let mut lines = vec![line(Some(name.to_string()), |s| s.mean, false)];
+    let mut lines = vec![line(name, |s| s.mean, false)];
     if series.iter().any(|(_, s)| s.min != s.max) {
         lines.push(line(None, |s| s.min, true));
         lines.push(line(None, |s| s.max, true));
@@ -338,7 +340,7 @@ where
         }
     }
     (chart.configure_series_labels())
-        .position(SeriesLabelPosition::UpperRight)
+        .position(panel.legend.clone())
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
@@ -417,10 +419,10 @@ pub fn plot_sweep(path: &Path, seeds: &[(u64, Vec<AlphaRuns>)]) -> Result<()> {
             dashed: false,
             marks: Some(Mark::Cross),
         });
-        for (seed, runs) in seeds {
+        for (k, (_, runs)) in seeds.iter().enumerate() {
             if let Some(r) = runs.get(i) {
-                let name = format!("{spec}, seed {seed}");
-                slopes.extend(slope_lines(&r.knockout, &name, color));
+                let name = (k == 0).then(|| format!("{spec}, one line per seed"));
+                slopes.extend(slope_lines(&r.knockout, name, color));
             }
         }
     }
@@ -430,6 +432,7 @@ pub fn plot_sweep(path: &Path, seeds: &[(u64, Vec<AlphaRuns>)]) -> Result<()> {
         x_desc: "slope",
         y_desc: "nats/char",
         x_ticks: |x| format!("{x:.1}"),
+        legend: SeriesLabelPosition::UpperLeft,
     };
     draw_xy(&areas[0], &panel, &loss).map_err(|x| e(&x))?;
     if let Some(area) = areas.get(1) {
@@ -438,6 +441,7 @@ pub fn plot_sweep(path: &Path, seeds: &[(u64, Vec<AlphaRuns>)]) -> Result<()> {
             x_desc: "step",
             y_desc: "slope",
             x_ticks: whole,
+            legend: SeriesLabelPosition::UpperRight,
         };
         draw_xy(area, &panel, &slopes).map_err(|x| e(&x))?;
     }

@@ -2,7 +2,8 @@
 //! of steps (gradient norms and probes), and the sweep's CSV and table.
 
 use crate::lab::{num, step_or_na, summary_line, AlphaRuns, SlopeSpec};
-use crate::train::{self, max, median};
+use crate::measures::{max, median};
+use crate::train;
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
