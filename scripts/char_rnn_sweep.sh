@@ -11,14 +11,20 @@
 # sweep.svg and each seed's lab files under $OUT/<part> (default OUT=runs/sweep).
 #
 # Usage: scripts/char_rnn_sweep.sh [all|bundled|small|high-lr] [learned]
-#   `learned` runs only the two learned-slope rows (e.g. after changing the PReLU layer).
+#   `learned` runs only the two learned-slope rows (e.g. after changing the PReLU layer), into
+#   $OUT/<part>-learned; their table rows replace the learned rows of the full run's table.
+#   `char_rnn table FILE...` prints the table of any sweep.csv files again.
 # Extra flags for every lab go in $SWEEP_FLAGS (e.g. SWEEP_FLAGS="--seeds 1").
 # Cost on a 2-core x86_64 VM: see the README (about 16 CPU-minutes for `all`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part="${1:-all}"
 alphas="0,0.01,0.05,0.1,0.2,0.3,0.5,0.9,learn,learn-shared"
-[ "${2:-}" = learned ] && alphas="learn,learn-shared"
+suffix=""
+if [ "${2:-}" = learned ]; then
+    alphas="learn,learn-shared"
+    suffix="-learned"
+fi
 out="${OUT:-runs/sweep}"
 small="${SMALL_TEXT:-/usr/share/common-licenses/GPL-3}"
 cargo build --quiet --release --example char_rnn
@@ -27,8 +33,8 @@ bin="${CARGO_TARGET_DIR:-target}/release/examples/char_rnn"
 sweep() {
     local name="$1"
     shift
-    echo "=== $name: char_rnn sweep --alphas $alphas $* ${SWEEP_FLAGS:-}"
-    "$bin" sweep --alphas "$alphas" --seeds 1,2,3 --hidden 128 --out "$out/$name" "$@" ${SWEEP_FLAGS:-} |
+    echo "=== $name$suffix: char_rnn sweep --alphas $alphas $* ${SWEEP_FLAGS:-}"
+    "$bin" sweep --alphas "$alphas" --seeds 1,2,3 --hidden 128 --out "$out/$name$suffix" "$@" ${SWEEP_FLAGS:-} |
         grep -v '^alpha ' # the per-evaluation lines (kept in each seed's lab.csv)
 }
 case "$part" in

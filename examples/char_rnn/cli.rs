@@ -34,6 +34,8 @@ pub enum Cmd {
     Lab(LabArgs),
     /// The lab over several seeds: per-seed lines, a table over the seeds, CSV and a plot.
     Sweep(SweepArgs),
+    /// The sweep table of sweep.csv files (their rows together, e.g. a re-run's with the rest).
+    Table(TableArgs),
 }
 
 /// Where tensors live.
@@ -191,6 +193,14 @@ pub struct SweepArgs {
     /// Seeds, comma-separated: one lab each (they replace --seed)
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     pub seeds: Vec<u64>,
+}
+
+/// Arguments of `table`.
+#[derive(Args, Debug, Clone)]
+pub struct TableArgs {
+    /// sweep.csv files written by `sweep`
+    #[arg(required = true)]
+    pub csv: Vec<PathBuf>,
 }
 
 /// Flags of `sample`.

@@ -1,11 +1,11 @@
 //! The commands: what each runs, prints and writes.
 
 use crate::alloc::set_threads;
-use crate::cli::{device, LabArgs, SampleArgs, SweepArgs, TrainArgs};
+use crate::cli::{device, LabArgs, SampleArgs, SweepArgs, TableArgs, TrainArgs};
 use crate::lab::AlphaRuns;
 use crate::report::{create_out, final_line, points_csv, steps_csv, write};
 use crate::{lab, model, plot, report, sample, train};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// The checkpoint's file name inside `train --out`.
@@ -183,15 +183,25 @@ pub fn run_sweep(a: &SweepArgs) -> Result<()> {
         all.push((seed, runs));
     }
     create_out(&a.lab.out)?;
-    write(&a.lab.out.join("sweep.csv"), &report::sweep_csv(&all))?;
+    let csv = report::sweep_csv(&all);
+    write(&a.lab.out.join("sweep.csv"), &csv)?;
     let svg = a.lab.out.join("sweep.svg");
     plot::plot_sweep(&svg, &all)?;
-    println!("{}", report::sweep_table(&all));
+    println!("{}", report::sweep_table(&[csv])?);
     println!(
         "wrote {}, {} and the labs of each seed under {}",
         a.lab.out.join("sweep.csv").display(),
         svg.display(),
         a.lab.out.display()
     );
+    Ok(())
+}
+
+/// `table`: the sweep table of one or more `sweep.csv` files (their rows together).
+pub fn run_table(a: &TableArgs) -> Result<()> {
+    let csvs = (a.csv.iter())
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    println!("{}", report::sweep_table(&csvs)?);
     Ok(())
 }

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Cmd::Compare(a) => commands::run_compare(a),
         Cmd::Lab(a) => commands::run_lab(a),
         Cmd::Sweep(a) => commands::run_sweep(a),
+        Cmd::Table(a) => commands::run_table(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

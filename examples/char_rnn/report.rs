@@ -1,10 +1,10 @@
 //! What runs write: the machine-readable `final:` line, the CSV of validation points, the CSV
 //! of steps (gradient norms and probes), and the sweep's CSV and table.
 
-use crate::lab::{num, step_or_na, summary_line, AlphaRuns, SlopeSpec};
-use crate::measures::{max, median};
+use crate::lab::{num, summary_line, AlphaRuns};
 use crate::train;
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -98,25 +98,6 @@ pub fn steps_csv(runs: &[(String, &train::Run)]) -> String {
     csv
 }
 
-/// `mean [min, max]` of the finite values of `xs` with `f`, or `-` when there are none.
-fn spread(xs: &[f64], f: fn(f64) -> String) -> String {
-    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return "-".into();
-    }
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    let (lo, hi) = (v.iter()).fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-    format!("{} [{}, {}]", f(mean), f(lo), f(hi))
-}
-
-/// The validation loss of a run's last evaluation, NaN when it diverged.
-fn end_val(r: &train::Run) -> f64 {
-    match r.diverged {
-        Some(_) => f64::NAN,
-        None => r.last().val_loss,
-    }
-}
-
 /// The sweep's CSV: one row per seed and slope, the `lab:` line's values.
 pub fn sweep_csv(seeds: &[(u64, Vec<AlphaRuns>)]) -> String {
     let mut csv = String::from(
@@ -137,65 +118,125 @@ pub fn sweep_csv(seeds: &[(u64, Vec<AlphaRuns>)]) -> String {
     csv
 }
 
-/// The sweep's table (Markdown), one row per slope over all seeds: for measures, the mean over
-/// the seeds and [least, largest]; revival steps seed by seed.
-pub fn sweep_table(seeds: &[(u64, Vec<AlphaRuns>)]) -> String {
+/// `mean [min, max]` of the finite values of `xs` with `f`, or `-` when there are none.
+fn spread(xs: &[f64], f: fn(f64) -> String) -> String {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return "-".into();
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let (lo, hi) = (v.iter()).fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    format!("{} [{}, {}]", f(mean), f(lo), f(hi))
+}
+
+/// The sweep's table (Markdown) from the rows of one or more `sweep.csv` files: one row per
+/// slope (in the order they first appear) over all seeds. Losses, cost, units alive, the
+/// median gradient norm, the clip rate and the learned slope: the mean over the seeds and
+/// [least, largest] (over the runs that did not diverge where a value needs a finished run;
+/// computed from the CSV's rounded values); revival steps and the largest gradient norm: seed
+/// by seed.
+pub fn sweep_table(csvs: &[String]) -> Result<String> {
+    let mut rows: Vec<HashMap<String, String>> = Vec::new();
+    for csv in csvs {
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .context("an empty sweep CSV")?
+            .split(',')
+            .collect();
+        for (i, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split(',').collect();
+            ensure!(
+                cells.len() == header.len(),
+                "sweep CSV line {}: {} cells, the header has {}",
+                i + 2,
+                cells.len(),
+                header.len()
+            );
+            let row = header.iter().zip(cells);
+            rows.push(row.map(|(h, c)| (h.to_string(), c.to_string())).collect());
+        }
+    }
+    let mut order: Vec<String> = Vec::new();
+    for r in &rows {
+        let a = r
+            .get("alpha")
+            .context("a sweep CSV without an `alpha` column")?;
+        if !order.contains(a) {
+            order.push(a.clone());
+        }
+    }
     let mut t = String::from(
         "| alpha | val loss (knockout) | baseline val loss | knockout cost | alive at end | \
-         revived 50% (step) | revived 90% (step) | grad norm median | grad norm max | clip \
-         rate | diverged | learned slope at end |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         revived 50% (step) | revived 90% (step) | grad norm median | grad norm max (per seed) \
+         | clip rate | diverged | learned slope at end |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    let Some((_, first)) = seeds.first() else {
-        return t;
-    };
-    for (i, spec) in first.iter().map(|r| r.slope).enumerate() {
-        let runs: Vec<&AlphaRuns> = seeds.iter().filter_map(|(_, r)| r.get(i)).collect();
-        let of = |f: &dyn Fn(&AlphaRuns) -> f64| runs.iter().map(|r| f(r)).collect::<Vec<f64>>();
-        let f4 = |v: f64| format!("{v:.4}");
-        let loss = of(&|r| end_val(&r.knockout));
-        let base = of(&|r| r.baseline.as_ref().map_or(f64::NAN, end_val));
-        let cost: Vec<f64> = loss.iter().zip(&base).map(|(l, b)| l - b).collect();
-        let k = runs[0].knockout.knocked.len();
-        let alive = of(&|r| r.knockout.last().knocked_alive as f64);
-        let revive = |j: usize| {
-            let steps: Vec<String> = (runs.iter())
-                .map(|r| {
-                    let (h, n) = r.knockout.revival();
-                    step_or_na([h, n][j])
-                })
-                .collect();
-            steps.join(", ")
+    for alpha in &order {
+        let runs: Vec<&HashMap<String, String>> = rows
+            .iter()
+            .filter(|r| r.get("alpha") == Some(alpha))
+            .collect();
+        let cell = |r: &HashMap<String, String>, k: &str| r.get(k).cloned().unwrap_or_default();
+        let of = |k: &str| -> Vec<f64> {
+            (runs.iter())
+                .map(|r| cell(r, k).parse().unwrap_or(f64::NAN))
+                .collect()
         };
-        let gmed = of(&|r| median(&r.knockout.grad_norms));
-        let gmax = of(&|r| max(&r.knockout.grad_norms));
-        let clip = of(&|r| r.knockout.clip_rate());
+        let seeds = |k: &str| {
+            runs.iter()
+                .map(|r| cell(r, k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let f4 = |v: f64| format!("{v:.4}");
+        let (loss, base) = (of("val_loss"), of("baseline_val_loss"));
+        let cost: Vec<f64> = loss.iter().zip(&base).map(|(l, b)| l - b).collect();
+        let knocked = of("knocked_out");
+        let alive = match knocked.iter().all(|&k| k == 0.0) {
+            true => "-".into(),
+            false => format!(
+                "{} of {}",
+                spread(&of("alive_at_end"), |v| format!("{v:.0}")),
+                seeds("knocked_out").split(", ").next().unwrap_or_default()
+            ),
+        };
         let diverged = (runs.iter())
-            .filter(|r| r.knockout.diverged.is_some())
+            .filter(|r| cell(r, "val_loss") == "diverged")
             .count();
-        let learned = match spec {
-            SlopeSpec::Fixed(_) => "-".into(),
-            _ => {
-                let s: Vec<_> = runs.iter().map(|r| r.knockout.last().slope).collect();
-                let mean = s.iter().map(|s| s.mean).sum::<f64>() / s.len() as f64;
-                let lo = s.iter().map(|s| s.min).fold(f64::MAX, f64::min);
-                let hi = s.iter().map(|s| s.max).fold(f64::MIN, f64::max);
-                format!("{mean:.3} [{lo:.3}, {hi:.3}]")
+        let (mean, lo, hi) = (
+            of("learned_alpha_mean"),
+            of("learned_alpha_min"),
+            of("learned_alpha_max"),
+        );
+        let learned = match mean.iter().any(|v| v.is_finite()) {
+            false => "-".into(),
+            true => {
+                let finite =
+                    |v: Vec<f64>| -> Vec<f64> { v.into_iter().filter(|x| x.is_finite()).collect() };
+                let (mean, lo, hi) = (finite(mean), finite(lo), finite(hi));
+                format!(
+                    "{:.3} [{:.3}, {:.3}]",
+                    mean.iter().sum::<f64>() / mean.len() as f64,
+                    lo.iter().copied().fold(f64::MAX, f64::min),
+                    hi.iter().copied().fold(f64::MIN, f64::max)
+                )
             }
         };
         let _ = writeln!(
             t,
-            "| {spec} | {} | {} | {} | {} of {k} | {} | {} | {} | {} | {} | {diverged}/{} | {learned} |",
+            "| {alpha} | {} | {} | {} | {alive} | {} | {} | {} | {} | {} | {diverged}/{} | \
+             {learned} |",
             spread(&loss, f4),
             spread(&base, f4),
             spread(&cost, |v| format!("{v:+.4}")),
-            spread(&alive, |v| format!("{v:.0}")),
-            revive(0),
-            revive(1),
-            spread(&gmed, num),
-            spread(&gmax, num),
-            spread(&clip, |v| format!("{v:.3}")),
+            seeds("revive_half_step"),
+            seeds("revive_90_step"),
+            spread(&of("grad_norm_median"), num),
+            seeds("grad_norm_max"),
+            spread(&of("clip_rate"), |v| format!("{v:.3}")),
             runs.len()
         );
     }
-    t
+    Ok(t)
 }

@@ -676,3 +676,37 @@ fn learned_at(alpha: f64) -> Settings {
         ..learned(SlopeKind::PerUnit, 1)
     }
 }
+
+#[test]
+fn sweep_table_aggregates_hand_written_rows() -> Result<()> {
+    let head = "seed,alpha,knocked_out,alive_at_end,val_loss,baseline_val_loss,inactive_end,\
+                grad_norm_median,grad_norm_max,clip_rate,revive_half_step,revive_90_step,\
+                learned_alpha_mean,learned_alpha_min,learned_alpha_max";
+    let a = format!(
+        "{head}\n1,0.1,8,6,1.0000,0.5000,0.0%,0.2000,3.0000,0.100,5,na,,,\n\
+         1,learn,8,8,diverged,1.0000,na,0.4000,inf,0.500,10,20,0.2,-0.1,0.5\n"
+    );
+    // A second file (a re-run) adds seed 2 of both slopes.
+    let b = format!(
+        "{head}\n2,0.1,8,8,2.0000,1.0000,0.0%,0.4000,5.0000,0.300,10,15,,,\n\
+         2,learn,8,8,3.0000,2.0000,0.0%,0.6000,1.000e5,0.700,5,10,0.4,0.1,0.7\n"
+    );
+    let t = crate::report::sweep_table(&[a, b])?;
+    let rows: Vec<&str> = t.lines().skip(2).collect();
+    assert_eq!(rows.len(), 2, "{t}");
+    assert_eq!(
+        rows[0],
+        "| 0.1 | 1.5000 [1.0000, 2.0000] | 0.7500 [0.5000, 1.0000] | +0.7500 [+0.5000, \
+         +1.0000] | 7 [6, 8] of 8 | 5, 10 | na, 15 | 0.3000 [0.2000, 0.4000] | 3.0000, \
+         5.0000 | 0.200 [0.100, 0.300] | 0/2 | - |"
+    );
+    assert_eq!(
+        rows[1],
+        "| learn | 3.0000 [3.0000, 3.0000] | 1.5000 [1.0000, 2.0000] | +1.0000 [+1.0000, \
+         +1.0000] | 8 [8, 8] of 8 | 10, 5 | 20, 10 | 0.5000 [0.4000, 0.6000] | inf, 1.000e5 \
+         | 0.600 [0.500, 0.700] | 1/2 | 0.300 [-0.100, 0.700] |"
+    );
+    let bad = format!("{head}\n1,0.1,8\n");
+    assert!(err_text(crate::report::sweep_table(&[bad])).contains("3 cells"));
+    Ok(())
+}
