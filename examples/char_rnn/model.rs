@@ -7,7 +7,7 @@ use crate::data::Vocab;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_leaky_relu::LeakyRelu;
-use candle_nn::{prelu, PReLU};
+use candle_leaky_relu::{prelu, PReLU};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::Path;
