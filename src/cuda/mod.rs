@@ -8,7 +8,7 @@
 //!   output in 16-byte vectors and reads each input in 16-byte vectors, a misaligned one (a
 //!   narrowed view) as the aligned vectors around its elements. Other layouts pass
 //!   `dims ++ strides` (backward: `dims ++ x strides ++ dy strides`) and are walked in place,
-//!   never copied: with 32-bit index arithmetic when the walk fits in 32 bits ([`fits_u32`]),
+//!   never copied: with 32-bit index arithmetic when the walk fits in 32 bits ([`IndexWidth::of`]),
 //!   else 64-bit.
 //! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count
 //!   (asked once per device) and the kernels' grid-stride loops cover the rest.
@@ -16,7 +16,7 @@
 pub(crate) mod leaky_relu;
 
 use crate::base::{Backend, Op, Slope};
-use crate::index_width::fits_u32;
+use crate::index_width::IndexWidth;
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as Attr;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchArgs,
@@ -134,12 +134,12 @@ impl<T: DeviceType> Launch<T> {
         };
         let blocks = work.div_ceil(BLOCK as usize).min(resident_blocks(dev)?);
         // Contiguous launches ignore the index width; they take the 32-bit entry point.
-        let width = if contiguous || fits_u32(n, layouts) {
-            32
+        let width = if contiguous {
+            IndexWidth::U32
         } else {
-            64
+            IndexWidth::of(n, layouts)
         };
-        let name = format!("{}_{}_u{width}", op.kernel(), T::SUFFIX);
+        let name = format!("{}_{}{}", op.kernel(), T::SUFFIX, width.suffix());
         Ok(Some(Self {
             func: dev
                 .get_or_load_custom_func(&name, MODULE, PTX)?
