@@ -43,6 +43,8 @@ mod metal;
 // Ops: validate through `base`, dispatch to the backends.
 mod leaky_relu;
 
+#[doc(hidden)]
+pub use cpu::cpu_tier;
 pub use leaky_relu::{leaky_relu, LeakyRelu, LeakyReluBackward, LeakyReluExt};
 
 #[doc = include_str!("../NUMERICS.md")]
