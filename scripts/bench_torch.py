@@ -12,7 +12,8 @@ Timed with CUDA events (median of --iters after --warmup).
 --device cpu: the groups of benches/leaky_relu.rs (f32 4K/256K/4M/64M, f16/bf16/f64 4M) with
 the same baselines: `tensor_copy` (x.clone(): allocation + copy), `memcpy_prealloc`
 (out.copy_(x) into an existing tensor), `leaky_relu`, `backward`, `inplace` (slope -1, as in
-the Rust bench), timed with torch.utils.benchmark (median), on torch's default thread count.
+the Rust bench), timed with torch.utils.benchmark (median), on torch's default thread count
+or --threads; --groups picks groups by name (comma-separated, e.g. f32_4M,f16_4M).
 """
 import argparse
 import json
@@ -93,7 +94,12 @@ CPU_GROUPS = [
 
 def cpu_rows(a):
     torch.manual_seed(0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    wanted = set(a.groups.split(",")) if a.groups else None
     for group, n, dtype in CPU_GROUPS:
+        if wanted is not None and group not in wanted:
+            continue
         x = torch.randn(n, dtype=dtype)
         dy = torch.randn(n, dtype=dtype)
         out = torch.empty_like(x)
@@ -122,6 +128,8 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--min-run-time", type=float, default=2.0, help="cpu: seconds per case")
+    p.add_argument("--threads", type=int, default=None, help="cpu: torch.set_num_threads")
+    p.add_argument("--groups", default=None, help="cpu: comma-separated group names")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     rows = []
