@@ -306,6 +306,7 @@ fn scalar_bwd<T: Rule>(x: &[T], dy: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
 /// Every method may only be called on a CPU that has the tier's features. `load*` need `p`
 /// valid for reading, `store*` valid for writing, `N` elements (the `*_part` forms: `n < N`
 /// elements; nothing past them is read or written).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) unsafe trait Lanes<T: Rule> {
     /// Elements per step of `fwd` and `bwd`.
     const N: usize;
@@ -355,6 +356,7 @@ pub(super) unsafe trait Lanes<T: Rule> {
 /// # Safety
 ///
 /// The CPU has `L`'s features; `src` is valid for reading and `dst` for writing `n` elements.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 unsafe fn fwd<T: Rule, L: Lanes<T>>(src: *const T, dst: *mut T, n: usize, a: T::C) {
     #[inline(always)]
@@ -380,6 +382,7 @@ unsafe fn fwd<T: Rule, L: Lanes<T>>(src: *const T, dst: *mut T, n: usize, a: T::
 ///
 /// The CPU has `L`'s features; `x` and `dy` are valid for reading and `dst` for writing `n`
 /// elements, and `dst` overlaps neither.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 unsafe fn bwd<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, dst: *mut T, n: usize, a: T::C) {
     #[inline(always)]
@@ -407,6 +410,7 @@ unsafe fn bwd<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, dst: *mut T, n: u
 ///
 /// The CPU has `L`'s features; `x` and `dy` are valid for reading and `out` for writing `n`
 /// elements, and `out` overlaps neither.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 unsafe fn terms<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, out: *mut T::C, n: usize) {
     let mut i = 0;

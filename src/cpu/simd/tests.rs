@@ -4,7 +4,6 @@
 //! (`tests/tiers.rs` checks the same through the public API against the test-side reference.)
 
 use super::{term, SliceKernel, Tier};
-use crate::cpu::rule::Rule;
 use half::{bf16, f16};
 use rand::{Rng, SeedableRng};
 use std::mem::MaybeUninit;
@@ -356,6 +355,7 @@ fn selected_tier_runs_here() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512bf16_conversion_is_not_the_contract() {
+    use crate::cpu::rule::Rule;
     use std::arch::x86_64::*;
     if !std::arch::is_x86_feature_detected!("avx512bf16")
         || !std::arch::is_x86_feature_detected!("avx512f")
