@@ -350,6 +350,20 @@ pub(super) unsafe trait Lanes<T: Rule> {
     unsafe fn term(x: Self::Terms, dy: Self::Terms) -> Self::Terms;
 }
 
+/// How many elements of `n` to handle first (with a partial step) so that the full steps of
+/// `per_step` elements store to `dst` at multiples of their own size: a store that straddles two
+/// cache lines costs two. Less than `per_step`, and at most `n`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn head<T>(dst: *const T, per_step: usize, n: usize) -> usize {
+    let bytes = per_step * std::mem::size_of::<T>();
+    let misaligned = dst as usize % bytes;
+    if misaligned == 0 || misaligned % std::mem::size_of::<T>() != 0 {
+        return 0;
+    }
+    ((bytes - misaligned) / std::mem::size_of::<T>()).min(n)
+}
+
 /// The forward table on `n` elements from `src` to `dst`, which are the same memory or do not
 /// overlap.
 ///
@@ -365,7 +379,10 @@ unsafe fn fwd<T: Rule, L: Lanes<T>>(src: *const T, dst: *mut T, n: usize, a: T::
         L::select(L::le_zero(v), L::scaled(v, a), L::keep(b))
     }
     let a = L::splat(a);
-    let mut i = 0;
+    let mut i = head::<T>(dst, L::N, n);
+    if i > 0 {
+        L::store_part(dst, i, step::<T, L>(L::load_part(src, i), a));
+    }
     while n - i >= L::N {
         L::store(dst.add(i), step::<T, L>(L::load(src.add(i)), a));
         i += L::N;
@@ -391,7 +408,11 @@ unsafe fn bwd<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, dst: *mut T, n: u
         L::select(gt, L::keep(bg), L::scaled(L::up(bg), a))
     }
     let a = L::splat(a);
-    let mut i = 0;
+    let mut i = head::<T>(dst, L::N, n);
+    if i > 0 {
+        let y = step::<T, L>(L::load_part(x, i), L::load_part(dy, i), a);
+        L::store_part(dst, i, y);
+    }
     while n - i >= L::N {
         let y = step::<T, L>(L::load(x.add(i)), L::load(dy.add(i)), a);
         L::store(dst.add(i), y);
@@ -413,7 +434,11 @@ unsafe fn bwd<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, dst: *mut T, n: u
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 unsafe fn terms<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, out: *mut T::C, n: usize) {
-    let mut i = 0;
+    let mut i = head::<T::C>(out, L::TN, n);
+    if i > 0 {
+        let t = L::term(L::load_up_part(x, i), L::load_up_part(dy, i));
+        L::store_terms_part(out, i, t);
+    }
     while n - i >= L::TN {
         let t = L::term(L::load_up(x.add(i)), L::load_up(dy.add(i)));
         L::store_terms(out.add(i), t);
