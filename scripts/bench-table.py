@@ -11,7 +11,11 @@ Several runs side by side:   bench-table.py LABEL=DIR [LABEL=DIR ...] [LABEL=TOR
   names: leaky_relu, backward, inplace, tensor_copy, memcpy_prealloc). One row per
   group/function: each label's median, that run's ratio to its own copy baseline (fresh_copy,
   else tensor_copy: PyTorch's clone()), and every label's median divided by the first label's.
-  --only REGEX keeps the matching group/function names.
+  --only REGEX keeps the matching group/function names. LABEL=A+B+C merges repeated runs of one
+  configuration: the median of their medians, or with --min the fastest of them.
+
+--min: the fastest sample instead of the median (criterion: the least time per iteration over
+its samples; PyTorch: min_ms, the fastest block).
 """
 import json
 import pathlib
@@ -19,13 +23,23 @@ import re
 import sys
 
 
+STAT = "median"
+
+
 def criterion(root):
+    """group -> function -> ns: criterion's median, or with --min the fastest sample's time per
+    iteration (on a shared machine: the sample least disturbed by other work)."""
     groups = {}
     root = pathlib.Path(root)
     for est in sorted(root.glob("*/*/new/estimates.json")) + sorted(root.glob("*/*/*/new/estimates.json")):
         rel = est.relative_to(root).parts[:-2]
         group, func = rel[0], "/".join(rel[1:])
-        groups.setdefault(group, {})[func] = json.loads(est.read_text())["median"]["point_estimate"]
+        if STAT == "min":
+            s = json.loads((est.parent / "sample.json").read_text())
+            ns = min(t / i for t, i in zip(s["times"], s["iters"]))
+        else:
+            ns = json.loads(est.read_text())["median"]["point_estimate"]
+        groups.setdefault(group, {})[func] = ns
     return groups
 
 
@@ -34,7 +48,8 @@ def torch_rows(path):
     for line in pathlib.Path(path).read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            groups.setdefault(r["group"], {})[r["function"]] = r["ms"] * 1e6
+            ms = r["min_ms"] if STAT == "min" else r["ms"]
+            groups.setdefault(r["group"], {})[r["function"]] = ms * 1e6
     return groups
 
 
@@ -61,8 +76,14 @@ def single(root):
 def side_by_side(specs, only):
     runs = []
     for spec in specs:
-        label, path = spec.split("=", 1)
-        runs.append((label, torch_rows(path) if path.endswith(".jsonl") else criterion(path)))
+        label, paths = spec.split("=", 1)
+        merged = {}
+        for path in paths.split("+"):
+            for g, funcs in (torch_rows(path) if path.endswith(".jsonl") else criterion(path)).items():
+                for f, ns in funcs.items():
+                    merged.setdefault(g, {}).setdefault(f, []).append(ns)
+        pick = min if STAT == "min" else (lambda v: sorted(v)[len(v) // 2])
+        runs.append((label, {g: {f: pick(v) for f, v in fs.items()} for g, fs in merged.items()}))
     first = runs[0][0]
     head = ["group", "function"]
     for label, _ in runs:
@@ -90,7 +111,11 @@ def side_by_side(specs, only):
 
 
 def main():
+    global STAT
     args = sys.argv[1:]
+    if "--min" in args:
+        args.remove("--min")
+        STAT = "min"
     only = None
     if "--only" in args:
         i = args.index("--only")
