@@ -332,8 +332,9 @@ pub(super) unsafe trait Lanes<T: Rule> {
     unsafe fn le_zero(v: Self::Vals) -> Self::Mask;
     /// `x > 0` (false for NaN).
     unsafe fn gt_zero(v: Self::Vals) -> Self::Mask;
-    /// `R_T(v * a)`, a NaN product giving the canonical NaN of T.
-    unsafe fn scaled(v: Self::Vals, a: Self::Vals) -> Self::Out;
+    /// `R_T(v * a)`, a NaN product giving the canonical NaN of T. With `NAN = false` the caller
+    /// knows that no product it keeps is NaN, and the canonicalisation is left out.
+    unsafe fn scaled<const NAN: bool>(v: Self::Vals, a: Self::Vals) -> Self::Out;
     /// `yes` where `m`, else `no`.
     unsafe fn select(m: Self::Mask, yes: Self::Out, no: Self::Out) -> Self::Out;
 
@@ -358,7 +359,7 @@ pub(super) unsafe trait Lanes<T: Rule> {
 fn head<T>(dst: *const T, per_step: usize, n: usize) -> usize {
     let bytes = per_step * std::mem::size_of::<T>();
     let misaligned = dst as usize % bytes;
-    if misaligned == 0 || misaligned % std::mem::size_of::<T>() != 0 {
+    if misaligned == 0 || !misaligned.is_multiple_of(std::mem::size_of::<T>()) {
         return 0;
     }
     ((bytes - misaligned) / std::mem::size_of::<T>()).min(n)
@@ -373,23 +374,42 @@ fn head<T>(dst: *const T, per_step: usize, n: usize) -> usize {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 unsafe fn fwd<T: Rule, L: Lanes<T>>(src: *const T, dst: *mut T, n: usize, a: T::C) {
+    // `x * a` for `x <= 0` (never NaN) is NaN only for a slope that is zero, infinite or NaN
+    // (PReLU's weights are used as they are); any other slope skips the canonicalisation.
+    let zero = <T::C as Compute>::ZERO;
+    if a != zero && a * zero == zero {
+        fwd_with::<T, L, false>(src, dst, n, a)
+    } else {
+        fwd_with::<T, L, true>(src, dst, n, a)
+    }
+}
+
+/// [`fwd`], with the NaN products canonicalised (`NAN`) or known not to occur.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn fwd_with<T: Rule, L: Lanes<T>, const NAN: bool>(
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    a: T::C,
+) {
     #[inline(always)]
-    unsafe fn step<T: Rule, L: Lanes<T>>(b: L::Bits, a: L::Vals) -> L::Out {
+    unsafe fn step<T: Rule, L: Lanes<T>, const NAN: bool>(b: L::Bits, a: L::Vals) -> L::Out {
         let v = L::up(b);
-        L::select(L::le_zero(v), L::scaled(v, a), L::keep(b))
+        L::select(L::le_zero(v), L::scaled::<NAN>(v, a), L::keep(b))
     }
     let a = L::splat(a);
     let mut i = head::<T>(dst, L::N, n);
     if i > 0 {
-        L::store_part(dst, i, step::<T, L>(L::load_part(src, i), a));
+        L::store_part(dst, i, step::<T, L, NAN>(L::load_part(src, i), a));
     }
     while n - i >= L::N {
-        L::store(dst.add(i), step::<T, L>(L::load(src.add(i)), a));
+        L::store(dst.add(i), step::<T, L, NAN>(L::load(src.add(i)), a));
         i += L::N;
     }
     if i < n {
         let b = L::load_part(src.add(i), n - i);
-        L::store_part(dst.add(i), n - i, step::<T, L>(b, a));
+        L::store_part(dst.add(i), n - i, step::<T, L, NAN>(b, a));
     }
 }
 
@@ -405,7 +425,7 @@ unsafe fn bwd<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, dst: *mut T, n: u
     #[inline(always)]
     unsafe fn step<T: Rule, L: Lanes<T>>(bx: L::Bits, bg: L::Bits, a: L::Vals) -> L::Out {
         let gt = L::gt_zero(L::up(bx));
-        L::select(gt, L::keep(bg), L::scaled(L::up(bg), a))
+        L::select(gt, L::keep(bg), L::scaled::<true>(L::up(bg), a))
     }
     let a = L::splat(a);
     let mut i = head::<T>(dst, L::N, n);

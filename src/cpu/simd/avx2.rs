@@ -86,6 +86,26 @@ unsafe fn gt_ps(v: __m256) -> __m256 {
     _mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_setzero_ps())
 }
 
+/// [`canon_ps`] when `NAN`; else the lanes unchanged (no NaN to canonicalise).
+#[inline(always)]
+unsafe fn maybe_canon_ps<const NAN: bool>(p: __m256) -> __m256 {
+    if NAN {
+        canon_ps(p)
+    } else {
+        p
+    }
+}
+
+/// [`canon_pd`] when `NAN`; else the lanes unchanged.
+#[inline(always)]
+unsafe fn maybe_canon_pd<const NAN: bool>(p: __m256d) -> __m256d {
+    if NAN {
+        canon_pd(p)
+    } else {
+        p
+    }
+}
+
 /// The PReLU term in f32 lanes: `+0.0` (all bits clear) where `x > 0`, else the product.
 #[inline(always)]
 unsafe fn term_ps(x: __m256, g: __m256) -> __m256 {
@@ -150,8 +170,8 @@ unsafe impl Lanes<f32> for Avx2 {
         gt_ps(v)
     }
     #[inline(always)]
-    unsafe fn scaled(v: __m256, a: __m256) -> __m256 {
-        canon_ps(_mm256_mul_ps(v, a))
+    unsafe fn scaled<const NAN: bool>(v: __m256, a: __m256) -> __m256 {
+        maybe_canon_ps::<NAN>(_mm256_mul_ps(v, a))
     }
     #[inline(always)]
     unsafe fn select(m: __m256, yes: __m256, no: __m256) -> __m256 {
@@ -228,8 +248,8 @@ unsafe impl Lanes<f64> for Avx2 {
         _mm256_cmp_pd::<_CMP_GT_OQ>(v, _mm256_setzero_pd())
     }
     #[inline(always)]
-    unsafe fn scaled(v: __m256d, a: __m256d) -> __m256d {
-        canon_pd(_mm256_mul_pd(v, a))
+    unsafe fn scaled<const NAN: bool>(v: __m256d, a: __m256d) -> __m256d {
+        maybe_canon_pd::<NAN>(_mm256_mul_pd(v, a))
     }
     #[inline(always)]
     unsafe fn select(m: __m256d, yes: __m256d, no: __m256d) -> __m256d {
@@ -313,8 +333,8 @@ unsafe impl Lanes<f16> for Avx2 {
         gt_ps(v)
     }
     #[inline(always)]
-    unsafe fn scaled(v: __m256, a: __m256) -> __m128i {
-        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(canon_ps(_mm256_mul_ps(v, a)))
+    unsafe fn scaled<const NAN: bool>(v: __m256, a: __m256) -> __m128i {
+        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(maybe_canon_ps::<NAN>(_mm256_mul_ps(v, a)))
     }
     #[inline(always)]
     unsafe fn select(m: __m256, yes: __m128i, no: __m128i) -> __m128i {
@@ -346,12 +366,15 @@ unsafe impl Lanes<f16> for Avx2 {
 }
 
 /// `R_bf16` of 8 f32 lanes in integer arithmetic (the rule's formula), a NaN giving the
-/// canonical NaN; the result is in the high 16 bits of each lane.
+/// canonical NaN (when `NAN`; else there is none); the result is in the high 16 bits of each lane.
 #[inline(always)]
-unsafe fn round_bf16(p: __m256) -> __m256i {
+unsafe fn round_bf16<const NAN: bool>(p: __m256) -> __m256i {
     let b = _mm256_castps_si256(p);
     let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(b), _mm256_set1_epi32(1));
     let r = _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), lsb));
+    if !NAN {
+        return r;
+    }
     let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(p, p));
     _mm256_blendv_epi8(r, _mm256_set1_epi32(NAN_F32 as i32), nan)
 }
@@ -413,10 +436,13 @@ unsafe impl Lanes<bf16> for Avx2 {
         (gt_ps(e), gt_ps(o))
     }
     #[inline(always)]
-    unsafe fn scaled((e, o): (__m256, __m256), (ae, ao): (__m256, __m256)) -> Self::Out {
+    unsafe fn scaled<const NAN: bool>(
+        (e, o): (__m256, __m256),
+        (ae, ao): (__m256, __m256),
+    ) -> Self::Out {
         (
-            round_bf16(_mm256_mul_ps(e, ae)),
-            round_bf16(_mm256_mul_ps(o, ao)),
+            round_bf16::<NAN>(_mm256_mul_ps(e, ae)),
+            round_bf16::<NAN>(_mm256_mul_ps(o, ao)),
         )
     }
     #[inline(always)]

@@ -71,6 +71,26 @@ unsafe fn canon_pd(p: __m512d) -> __m512d {
     )
 }
 
+/// [`canon_ps`] when `NAN`; else the lanes unchanged (no NaN to canonicalise).
+#[inline(always)]
+unsafe fn maybe_canon_ps<const NAN: bool>(p: __m512) -> __m512 {
+    if NAN {
+        canon_ps(p)
+    } else {
+        p
+    }
+}
+
+/// [`canon_pd`] when `NAN`; else the lanes unchanged.
+#[inline(always)]
+unsafe fn maybe_canon_pd<const NAN: bool>(p: __m512d) -> __m512d {
+    if NAN {
+        canon_pd(p)
+    } else {
+        p
+    }
+}
+
 /// The PReLU term in f32 lanes: `+0.0` where `x > 0`, else the canonical product.
 #[inline(always)]
 unsafe fn term_ps(x: __m512, g: __m512) -> __m512 {
@@ -143,8 +163,8 @@ unsafe impl Lanes<f32> for Avx512 {
         gt_ps(v)
     }
     #[inline(always)]
-    unsafe fn scaled(v: __m512, a: __m512) -> __m512 {
-        canon_ps(_mm512_mul_ps(v, a))
+    unsafe fn scaled<const NAN: bool>(v: __m512, a: __m512) -> __m512 {
+        maybe_canon_ps::<NAN>(_mm512_mul_ps(v, a))
     }
     #[inline(always)]
     unsafe fn select(m: __mmask16, yes: __m512, no: __m512) -> __m512 {
@@ -219,8 +239,8 @@ unsafe impl Lanes<f64> for Avx512 {
         _mm512_cmp_pd_mask::<_CMP_GT_OQ>(v, _mm512_setzero_pd())
     }
     #[inline(always)]
-    unsafe fn scaled(v: __m512d, a: __m512d) -> __m512d {
-        canon_pd(_mm512_mul_pd(v, a))
+    unsafe fn scaled<const NAN: bool>(v: __m512d, a: __m512d) -> __m512d {
+        maybe_canon_pd::<NAN>(_mm512_mul_pd(v, a))
     }
     #[inline(always)]
     unsafe fn select(m: __mmask8, yes: __m512d, no: __m512d) -> __m512d {
@@ -295,8 +315,8 @@ unsafe impl Lanes<f16> for Avx512 {
         gt_ps(v)
     }
     #[inline(always)]
-    unsafe fn scaled(v: __m512, a: __m512) -> __m256i {
-        let p = canon_ps(_mm512_mul_ps(v, a));
+    unsafe fn scaled<const NAN: bool>(v: __m512, a: __m512) -> __m256i {
+        let p = maybe_canon_ps::<NAN>(_mm512_mul_ps(v, a));
         _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(p)
     }
     #[inline(always)]
@@ -329,12 +349,15 @@ unsafe impl Lanes<f16> for Avx512 {
 }
 
 /// `R_bf16` of 16 f32 lanes in integer arithmetic (the rule's formula), a NaN giving the
-/// canonical NaN; the result is in the high 16 bits of each lane.
+/// canonical NaN (when `NAN`; else there is none); the result is in the high 16 bits of each lane.
 #[inline(always)]
-unsafe fn round_bf16(p: __m512) -> __m512i {
+unsafe fn round_bf16<const NAN: bool>(p: __m512) -> __m512i {
     let b = _mm512_castps_si512(p);
     let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
     let r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+    if !NAN {
+        return r;
+    }
     let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(p, p);
     _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(NAN_F32 as i32))
 }
@@ -394,10 +417,13 @@ unsafe impl Lanes<bf16> for Avx512 {
         (gt_ps(e), gt_ps(o))
     }
     #[inline(always)]
-    unsafe fn scaled((e, o): (__m512, __m512), (ae, ao): (__m512, __m512)) -> Self::Out {
+    unsafe fn scaled<const NAN: bool>(
+        (e, o): (__m512, __m512),
+        (ae, ao): (__m512, __m512),
+    ) -> Self::Out {
         (
-            round_bf16(_mm512_mul_ps(e, ae)),
-            round_bf16(_mm512_mul_ps(o, ao)),
+            round_bf16::<NAN>(_mm512_mul_ps(e, ae)),
+            round_bf16::<NAN>(_mm512_mul_ps(o, ao)),
         )
     }
     #[inline(always)]
