@@ -1,12 +1,17 @@
 //! CPU benchmarks: the fused op against candle-nn's composite `ops::leaky_relu`, candle's `relu`
-//! (one kernel), `Tensor::copy` (allocation + copy of the same tensor) and a plain memcpy into a
-//! preallocated buffer (the physical limit). Results and ratios: BENCHMARKS.md.
+//! (one kernel), `Tensor::copy` (allocation + single-threaded copy of the same tensor),
+//! `fresh_copy` (the same bytes copied into freshly allocated memory with the op's own threading:
+//! the limit for an op that writes a new tensor) and a plain memcpy into a preallocated buffer.
+//! Results and ratios: BENCHMARKS.md.
 //!
-//! `cargo bench --bench leaky_relu` (all) or e.g. `cargo bench --bench leaky_relu -- f32_4M`.
+//! `cargo bench --bench leaky_relu` (all) or e.g. `cargo bench --bench leaky_relu -- f32_4M`;
+//! `RAYON_NUM_THREADS=1` for one thread; `CANDLE_LEAKY_RELU_CPU_TIER=scalar|avx2|avx512` caps the
+//! kernels' instruction set.
 
 use candle_core::{DType, Device, Tensor};
 use candle_leaky_relu::{LeakyRelu, LeakyReluBackward, LeakyReluExt};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rayon::prelude::*;
 use std::time::Duration;
 
 const ALPHA: f64 = 0.01;
@@ -16,6 +21,30 @@ fn input(n: usize, dtype: DType) -> Tensor {
     Tensor::randn(0f32, 1f32, n, &Device::Cpu)
         .and_then(|t| t.to_dtype(dtype))
         .expect("input")
+}
+
+/// `n` elements of `bytes` bytes each copied into a fresh allocation, on rayon tasks of 2^16
+/// elements from 2^18 elements on: the op's own split (`src/cpu/mod.rs`) without its kernel.
+fn fresh_copy(src: &[u8], n: usize) -> Vec<u8> {
+    let mut dst: Vec<u8> = Vec::with_capacity(src.len());
+    let task = (src.len() / n.max(1)) << 16;
+    let spare = &mut dst.spare_capacity_mut()[..src.len()];
+    let copy = |(d, s): (&mut [std::mem::MaybeUninit<u8>], &[u8])| {
+        assert_eq!(d.len(), s.len());
+        // SAFETY: `d` and `s` are distinct buffers of the same length (checked just above).
+        unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), d.as_mut_ptr().cast(), s.len()) };
+    };
+    if n >= 1 << 18 {
+        spare
+            .par_chunks_mut(task)
+            .zip(src.par_chunks(task))
+            .for_each(copy);
+    } else {
+        copy((spare, src));
+    }
+    // SAFETY: every one of the `src.len()` bytes was written just above.
+    unsafe { dst.set_len(src.len()) };
+    dst
 }
 
 fn forward(c: &mut Criterion, name: &str, n: usize, dtype: DType, baselines: bool) {
@@ -30,6 +59,10 @@ fn forward(c: &mut Criterion, name: &str, n: usize, dtype: DType, baselines: boo
         b.iter(|| black_box(x.apply_op1(LeakyRelu(ALPHA)).unwrap()))
     });
     g.bench_function("tensor_copy", |b| b.iter(|| black_box(x.copy().unwrap())));
+    let bytes = vec![0x3Cu8; n * dtype.size_in_bytes()];
+    g.bench_function("fresh_copy", |b| {
+        b.iter(|| black_box(fresh_copy(black_box(&bytes), n)))
+    });
     if baselines {
         g.bench_function("candle_nn_composite", |b| {
             b.iter(|| black_box(candle_nn::ops::leaky_relu(&x, ALPHA).unwrap()))

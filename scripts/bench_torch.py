@@ -12,7 +12,9 @@ Timed with CUDA events (median of --iters after --warmup).
 --device cpu: the groups of benches/leaky_relu.rs (f32 4K/256K/4M/64M, f16/bf16/f64 4M) with
 the same baselines: `tensor_copy` (x.clone(): allocation + copy), `memcpy_prealloc`
 (out.copy_(x) into an existing tensor), `leaky_relu`, `backward`, `inplace` (slope -1, as in
-the Rust bench), timed with torch.utils.benchmark (median), on torch's default thread count.
+the Rust bench), timed with torch.utils.benchmark (median, and the fastest block as min_ms), on
+torch's default thread count
+or --threads; --groups picks groups by name (comma-separated, e.g. f32_4M,f16_4M).
 """
 import argparse
 import json
@@ -39,7 +41,9 @@ def time_ms_cuda(fn, warmup, iters):
 
 
 def time_ms_cpu(fn, min_run_time):
-    return tb.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median * 1e3
+    """The median and the minimum of the per-call times of torch.utils.benchmark's blocks, in ms."""
+    m = tb.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time)
+    return m.median * 1e3, min(m.times) * 1e3
 
 
 def cuda_rows(a):
@@ -93,7 +97,12 @@ CPU_GROUPS = [
 
 def cpu_rows(a):
     torch.manual_seed(0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    wanted = set(a.groups.split(",")) if a.groups else None
     for group, n, dtype in CPU_GROUPS:
+        if wanted is not None and group not in wanted:
+            continue
         x = torch.randn(n, dtype=dtype)
         dy = torch.randn(n, dtype=dtype)
         out = torch.empty_like(x)
@@ -106,11 +115,11 @@ def cpu_rows(a):
             "inplace": lambda: F.leaky_relu_(y, -1.0),
         }
         for name, fn in cases.items():
-            ms = time_ms_cpu(fn, a.min_run_time)
+            ms, min_ms = time_ms_cpu(fn, a.min_run_time)
             yield {
                 "impl": "torch", "device": "cpu", "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "group": group, "function": name, "n": n,
-                "ms": round(ms, 6),
+                "ms": round(ms, 6), "min_ms": round(min_ms, 6),
             }
 
 
@@ -122,6 +131,8 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--min-run-time", type=float, default=2.0, help="cpu: seconds per case")
+    p.add_argument("--threads", type=int, default=None, help="cpu: torch.set_num_threads")
+    p.add_argument("--groups", default=None, help="cpu: comma-separated group names")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     rows = []

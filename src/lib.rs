@@ -48,6 +48,8 @@ mod prelu;
 // The extension trait over the ops.
 mod ext;
 
+#[doc(hidden)]
+pub use cpu::cpu_tier;
 pub use ext::LeakyReluExt;
 pub use leaky_relu::{leaky_relu, LeakyRelu, LeakyReluBackward};
 pub use prelu::{prelu, PReLU, PreluBackward, PreluOp};

@@ -1,10 +1,11 @@
 //! CPU backend: the machinery every op shares (threading, output allocation, the storage's
 //! length), and one module per op that dispatches over the dtypes.
 //!
-//! - `rule.rs` is the contract's scalar rule alone; `simd.rs` the slice kernels over it, loops
-//!   the compiler vectorises, compiled twice (baseline x86-64 and AVX2, picked at run time); f16
-//!   uses F16C conversions when the CPU has them (`half`'s per-element conversion does not
-//!   vectorise); `walk.rs` the strided-layout walker.
+//! - `rule.rs` is the contract's scalar rule alone; `simd.rs` the slice kernels over it, each op
+//!   written once and run in one of three tiers picked at run time: `scalar` (the rule,
+//!   baseline target), `avx2` (AVX2 + F16C) and `avx512` (AVX-512 F/BW/VL); the environment
+//!   variable `CANDLE_LEAKY_RELU_CPU_TIER=scalar|avx2|avx512`, read once per process, caps the
+//!   tier (a tier the CPU lacks is never run); `walk.rs` the strided-layout walker.
 //! - Strided inputs (offsets, transposes, narrows, broadcasts) are walked in place, never copied
 //!   to a contiguous buffer first: the view is folded to its fewest dims and each innermost run is
 //!   handed to the same slice kernels when it is unit-stride.
@@ -23,6 +24,12 @@ use crate::base::{Backend, Op};
 use candle_core::{CpuStorage, DType, Error, Result};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+
+/// The CPU kernels' instruction-set tier for this process: `"scalar"`, `"avx2"` or `"avx512"`
+/// (the best the CPU has, capped by `CANDLE_LEAKY_RELU_CPU_TIER`). For tests and diagnostics.
+pub fn cpu_tier() -> &'static str {
+    simd::tier().name()
+}
 
 /// Below this many elements everything runs on the calling thread: waking rayon's workers costs
 /// more than the whole op (measured: BENCHMARKS.md).

@@ -329,7 +329,8 @@ fn bwd_channel_last<T: SliceKernel>(
                     let (xc, gc) = (&xs[c * TILE..][..m], &gs[c * TILE..][..m]);
                     T::bwd_run(xc, gc, &mut row[c * inner + p0..][..m], s);
                     terms.clear();
-                    terms.extend(xc.iter().zip(gc).map(|(x, &g)| x.term(g)));
+                    terms.resize(m, <T::C as super::tree::Acc>::POS_ZERO);
+                    T::terms_run(xc, gc, &mut terms);
                     b.push(&terms);
                 }
             });
@@ -426,8 +427,8 @@ fn bwd_rows<T: SliceKernel>(
                     let c = ((i0 + k) / ch.inner) % ch.channels;
                     terms.clear();
                     if sx == 1 && sg == 1 {
-                        let pairs = x[xk..xk + seg].iter().zip(&dy[gk..gk + seg]);
-                        terms.extend(pairs.map(|(x, &g)| x.term(g)));
+                        terms.resize(seg, <T::C as super::tree::Acc>::POS_ZERO);
+                        T::terms_run(&x[xk..xk + seg], &dy[gk..gk + seg], &mut terms);
                     } else {
                         let pairs = (0..seg).map(|q| (x[xk + q * sx], dy[gk + q * sg]));
                         terms.extend(pairs.map(|(x, g)| x.term(g)));

@@ -23,6 +23,8 @@ pub(crate) trait Compute:
     Acc + PartialOrd + Mul<Output = Self> + Send + Sync + 'static
 {
     const ZERO: Self;
+    /// The canonical NaN of the compute type.
+    const CANONICAL_NAN: Self;
     fn is_nan(self) -> bool;
     /// The slope of the contract's Types table in this compute type: `alpha` for f64,
     /// `alpha as f32` for f32.
@@ -31,6 +33,7 @@ pub(crate) trait Compute:
 
 impl Compute for f32 {
     const ZERO: Self = 0.0;
+    const CANONICAL_NAN: Self = f32::from_bits(NAN_F32);
     #[inline(always)]
     fn slope(s: Slope) -> Self {
         s.f32
@@ -43,6 +46,7 @@ impl Compute for f32 {
 
 impl Compute for f64 {
     const ZERO: Self = 0.0;
+    const CANONICAL_NAN: Self = f64::from_bits(NAN_F64);
     #[inline(always)]
     fn slope(s: Slope) -> Self {
         s.f64
@@ -106,15 +110,22 @@ pub(crate) trait Rule: Copy + Send + Sync + 'static {
     }
 
     /// PReLU's weight-gradient term for one element (`self` is `x`): `+0.0` where `x > 0`, else
-    /// `R_C(C(x) * C(dy))` (a NaN `x` gives its product). The terms are summed in the order of
-    /// `tree.rs`.
+    /// `R_C(C(x) * C(dy))` (one rounding, never fused with an addition; a NaN `x` gives its
+    /// product). A NaN product is C's canonical NaN, so that every SIMD tier gives the same
+    /// bits (the contract needs only a NaN: a NaN sum becomes T's canonical NaN). The terms are
+    /// summed in the order of `tree.rs`.
     #[inline(always)]
     fn term(self, dy: Self) -> Self::C {
         let x = self.up();
         if x > Self::C::ZERO {
             Self::C::ZERO
         } else {
-            x * dy.up()
+            let p = x * dy.up();
+            if p.is_nan() {
+                Self::C::CANONICAL_NAN
+            } else {
+                p
+            }
         }
     }
 }

@@ -1,234 +1,500 @@
-//! Slice kernels over the scalar rule of `rule.rs`: loops the compiler vectorises, compiled twice
-//! (baseline x86-64 and AVX2, picked at run time), and an explicit F16C kernel for f16 (`half`'s
-//! per-element conversion does not vectorise). Same bits as the rule, element for element.
+//! Slice kernels over the scalar rule of `rule.rs`, in three tiers picked at run time:
+//!
+//! - `scalar`: the rule mapped over the slices, compiled for the baseline target (the reference;
+//!   the compiler may vectorise it with SSE2).
+//! - `avx2`: AVX2 + F16C registers (`simd/avx2.rs`).
+//! - `avx512`: AVX-512 F/BW/VL registers with masked tails (`simd/avx512.rs`).
+//!
+//! Each op is written once, generic over [`Lanes`] (`fwd`, `bwd`, `terms` below); a tier only
+//! says how its registers load, convert, compare, multiply, round, blend and store one dtype.
+//! Every tier gives the rule's bits, element for element (tested per tier in `simd/tests.rs` and
+//! `tests/tiers.rs`).
+//!
+//! The tier is the best one the CPU has, unless the environment variable
+//! `CANDLE_LEAKY_RELU_CPU_TIER` (`scalar`, `avx2` or `avx512`), read once per process, caps it
+//! lower; a tier the CPU lacks is never run.
 
-use super::rule::Rule;
+use super::rule::{Compute, Rule};
 use half::{bf16, f16};
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
 
-/// Slice kernels of one dtype; the defaults map the scalar rule over the slices. `a` is the
-/// slope in the dtype's compute type.
-pub(crate) trait SliceKernel: Rule {
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(test)]
+mod tests;
+
+/// The environment variable that caps the CPU tier.
+pub(crate) const TIER_VAR: &str = "CANDLE_LEAKY_RELU_CPU_TIER";
+
+/// An instruction-set tier of the CPU kernels, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Tier {
+    /// The scalar rule, baseline target.
+    Scalar,
+    /// AVX2 and F16C.
+    Avx2,
+    /// AVX-512 F, BW and VL.
+    Avx512,
+}
+
+impl Tier {
+    /// Every tier, lowest first.
+    pub(crate) const ALL: [Tier; 3] = [Tier::Scalar, Tier::Avx2, Tier::Avx512];
+
+    /// The tier's name, as `CANDLE_LEAKY_RELU_CPU_TIER` spells it.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Tier::Scalar => "scalar",
+            Tier::Avx2 => "avx2",
+            Tier::Avx512 => "avx512",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// The CPU features this tier needs that this CPU lacks (empty: the tier can run).
+    pub(crate) fn missing(self) -> Vec<&'static str> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let need: &[&'static str] = match self {
+                Tier::Scalar => &[],
+                Tier::Avx2 => &["avx2", "f16c"],
+                Tier::Avx512 => &["avx512f", "avx512bw", "avx512vl"],
+            };
+            need.iter().copied().filter(|f| !detected(f)).collect()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        match self {
+            Tier::Scalar => vec![],
+            _ => vec!["an x86-64 CPU"],
+        }
+    }
+
+    /// The best tier this CPU runs.
+    fn best() -> Tier {
+        *Tier::ALL
+            .iter()
+            .rev()
+            .find(|t| t.missing().is_empty())
+            .unwrap_or(&Tier::Scalar)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detected(feature: &str) -> bool {
+    match feature {
+        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+        "f16c" => std::arch::is_x86_feature_detected!("f16c"),
+        "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+        "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
+        "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
+        _ => false,
+    }
+}
+
+/// The tier the kernels run: the best the CPU has, capped by `CANDLE_LEAKY_RELU_CPU_TIER` when
+/// it is set. Decided once per process; an unknown value, or a tier the CPU lacks, is reported
+/// once on stderr and the best available tier (at most the one asked for) is used.
+pub(crate) fn tier() -> Tier {
+    static TIER: OnceLock<Tier> = OnceLock::new();
+    *TIER.get_or_init(|| {
+        let best = Tier::best();
+        let Some(v) = std::env::var_os(TIER_VAR) else {
+            return best;
+        };
+        let v = v.to_string_lossy();
+        match Tier::parse(&v) {
+            Some(t) if t <= best => t,
+            Some(t) => {
+                eprintln!(
+                    "candle-leaky-relu: {TIER_VAR}={v}, but this CPU lacks {}; using {}",
+                    t.missing().join(", "),
+                    best.name()
+                );
+                best
+            }
+            None => {
+                eprintln!(
+                    "candle-leaky-relu: {TIER_VAR}={v} is not one of scalar, avx2, avx512; \
+                     using {}",
+                    best.name()
+                );
+                best
+            }
+        }
+    })
+}
+
+/// Slice kernels of one dtype. `a` is the slope in the dtype's compute type. Each runs the
+/// highest tier that is at most [`tier()`] and that the CPU has (`*_on` take the tier; the tests
+/// force each one). Slices of different lengths are processed up to the shorter length.
+pub(crate) trait SliceKernel: Rule<C: Rule> {
+    /// `dst[i] = fwd(src[i])`.
+    fn fwd_on(tier: Tier, src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C);
+    /// `xs[i] = fwd(xs[i])`.
+    fn fwd_inplace_on(tier: Tier, xs: &mut [Self], a: Self::C);
+    /// `dst[i] = bwd(x[i], dy[i])`.
+    fn bwd_on(tier: Tier, x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C);
+    /// `out[i] = term(x[i], dy[i])`: PReLU's weight-gradient terms (`Rule::term`).
+    fn terms_on(tier: Tier, x: &[Self], dy: &[Self], out: &mut [Self::C]);
+
     /// `dst[i] = fwd(src[i])`; the slices have the same length.
     fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
-        map_fwd(src, dst, a)
+        Self::fwd_on(tier(), src, dst, a)
     }
     /// `xs[i] = fwd(xs[i])`.
     fn fwd_run_inplace(xs: &mut [Self], a: Self::C) {
-        map_fwd_inplace(xs, a)
+        Self::fwd_inplace_on(tier(), xs, a)
     }
     /// `dst[i] = bwd(x[i], dy[i])`; the slices have the same length.
     fn bwd_run(x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
-        map_bwd(x, dy, dst, a)
+        Self::bwd_on(tier(), x, dy, dst, a)
+    }
+    /// `out[i] = term(x[i], dy[i])`, the terms of PReLU's weight gradient in the compute type
+    /// (`Rule::term`: `+0.0` where `x > 0`, else `R_C(C(x) * C(dy))`, no FMA); the slices have
+    /// the same length.
+    fn terms_run(x: &[Self], dy: &[Self], out: &mut [Self::C]) {
+        Self::terms_on(tier(), x, dy, out)
     }
 }
 
-impl SliceKernel for f32 {}
-impl SliceKernel for f64 {}
-
-impl SliceKernel for bf16 {
-    /// AVX2 has no 16-bit masked stores, so the plain loop has nothing to avoid here, and
-    /// staging only costs (measured: BENCHMARKS.md, bf16 in place).
-    fn fwd_run_inplace(xs: &mut [Self], a: Self::C) {
-        map_fwd_inplace_direct(xs, a)
-    }
-}
-
-impl SliceKernel for f16 {
-    fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
-        #[cfg(target_arch = "x86_64")]
-        if f16c::available() {
-            // SAFETY: the CPU has AVX2 and F16C (checked just above).
-            return unsafe { f16c::fwd(src, dst, a) };
-        }
-        map_fwd(src, dst, a)
-    }
-
-    fn fwd_run_inplace(xs: &mut [Self], a: Self::C) {
-        #[cfg(target_arch = "x86_64")]
-        if f16c::available() {
-            // SAFETY: the CPU has AVX2 and F16C (checked just above).
-            return unsafe { f16c::fwd_inplace(xs, a) };
-        }
-        map_fwd_inplace(xs, a)
-    }
-
-    fn bwd_run(x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
-        #[cfg(target_arch = "x86_64")]
-        if f16c::available() {
-            // SAFETY: the CPU has AVX2 and F16C (checked just above).
-            return unsafe { f16c::bwd(x, dy, dst, a) };
-        }
-        map_bwd(x, dy, dst, a)
-    }
-}
-
-/// Defines a generic slice kernel twice, for the baseline target and for AVX2, and picks one at
-/// run time. The body is the same source: only the instructions the compiler may use differ.
-macro_rules! multiversion {
-    ($(fn $name:ident<$t:ident>($($arg:ident: $ty:ty),*) $body:block)*) => {$(
-        fn $name<$t: SliceKernel>($($arg: $ty),*) {
-            #[inline(always)]
-            fn base<$t: SliceKernel>($($arg: $ty),*) $body
-
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2")]
-            fn avx2<$t: SliceKernel>($($arg: $ty),*) {
-                base($($arg),*)
+/// The slice kernels of every dtype: one dispatch over the tiers, the same for each.
+macro_rules! tiered {
+    ($($t:ty),*) => {$(
+        impl SliceKernel for $t {
+            fn fwd_on(tier: Tier, src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
+                let n = src.len().min(dst.len());
+                let (s, d) = (src.as_ptr(), dst.as_mut_ptr().cast::<Self>());
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `s` is
+                        // valid for reading and `d` for writing `n` elements (both slices are
+                        // at least `n` long), and a `&` and a `&mut` slice never overlap.
+                        return unsafe { avx512::fwd::<Self>(s, d, n, a) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::fwd::<Self>(s, d, n, a) };
+                    }
+                }
+                let _ = (tier, s, d);
+                scalar_fwd(&src[..n], &mut dst[..n], a)
             }
 
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { avx2($($arg),*) };
+            fn fwd_inplace_on(tier: Tier, xs: &mut [Self], a: Self::C) {
+                let (n, p) = (xs.len(), xs.as_mut_ptr());
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `p` is
+                        // valid for reading and writing `n` elements, and source and
+                        // destination are the same memory (each step loads a block before it
+                        // stores the same block).
+                        return unsafe { avx512::fwd::<Self>(p, p, n, a) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::fwd::<Self>(p, p, n, a) };
+                    }
+                }
+                let _ = (tier, n, p);
+                for x in xs {
+                    *x = x.fwd(a);
+                }
             }
-            base($($arg),*)
+
+            fn bwd_on(
+                tier: Tier,
+                x: &[Self],
+                dy: &[Self],
+                dst: &mut [MaybeUninit<Self>],
+                a: Self::C,
+            ) {
+                let n = x.len().min(dy.len()).min(dst.len());
+                let (px, pg, d) = (x.as_ptr(), dy.as_ptr(), dst.as_mut_ptr().cast::<Self>());
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `px`
+                        // and `pg` are valid for reading and `d` for writing `n` elements, and
+                        // `&` slices never overlap a `&mut` one.
+                        return unsafe { avx512::bwd::<Self>(px, pg, d, n, a) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::bwd::<Self>(px, pg, d, n, a) };
+                    }
+                }
+                let _ = (tier, px, pg, d);
+                scalar_bwd(&x[..n], &dy[..n], &mut dst[..n], a)
+            }
+
+            fn terms_on(tier: Tier, x: &[Self], dy: &[Self], out: &mut [Self::C]) {
+                let n = x.len().min(dy.len()).min(out.len());
+                let (px, pg, o) = (x.as_ptr(), dy.as_ptr(), out.as_mut_ptr());
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `px`
+                        // and `pg` are valid for reading and `o` for writing `n` elements, and
+                        // `&` slices never overlap a `&mut` one.
+                        return unsafe { avx512::terms::<Self>(px, pg, o, n) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::terms::<Self>(px, pg, o, n) };
+                    }
+                }
+                let _ = (tier, px, pg, o);
+                for ((o, &x), &g) in out[..n].iter_mut().zip(x).zip(dy) {
+                    *o = x.term(g);
+                }
+            }
         }
     )*};
 }
 
-multiversion! {
-    fn map_fwd<T>(src: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
-        debug_assert_eq!(src.len(), dst.len());
-        for (d, &x) in dst.iter_mut().zip(src) {
-            d.write(x.fwd(a));
-        }
-    }
+tiered!(f16, bf16, f32, f64);
 
-    fn map_fwd_inplace<T>(xs: &mut [T], a: T::C) {
-        // Written as `*x = x.fwd(a)`, this loop becomes masked stores (`vmaskmovps`: only the
-        // lanes that change are written back), which AMD CPUs microcode: 4x slower than the
-        // out-of-place kernel here. Each block is copied out first, and `black_box` hides from
-        // the optimiser that the copy still equals the block, so every lane is stored plainly.
-        const BLOCK: usize = 256;
-        let Some(&first) = xs.first() else { return };
-        let mut stage = [first; BLOCK];
-        for block in xs.chunks_mut(BLOCK) {
-            let src = &mut stage[..block.len()];
-            src.copy_from_slice(block);
-            let src = std::hint::black_box(src);
-            for (d, &x) in block.iter_mut().zip(&*src) {
-                *d = x.fwd(a);
-            }
-        }
-    }
-
-    fn map_fwd_inplace_direct<T>(xs: &mut [T], a: T::C) {
-        for x in xs {
-            *x = x.fwd(a);
-        }
-    }
-
-    fn map_bwd<T>(x: &[T], dy: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
-        debug_assert!(x.len() == dst.len() && dy.len() == dst.len());
-        for ((d, &x), &g) in dst.iter_mut().zip(x).zip(dy) {
-            d.write(x.bwd(g, a));
-        }
+/// The scalar tier's forward: the rule, element by element.
+fn scalar_fwd<T: Rule>(src: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        d.write(x.fwd(a));
     }
 }
 
-/// f16 with the F16C conversion instructions, eight lanes at a time; the tail goes through the
-/// scalar rule. Same contract: the result is blended from the input bits where they pass
-/// through, so NaN payloads survive untouched.
+/// The scalar tier's backward: the rule, element by element.
+fn scalar_bwd<T: Rule>(x: &[T], dy: &[T], dst: &mut [MaybeUninit<T>], a: T::C) {
+    for ((d, &x), &g) in dst.iter_mut().zip(x).zip(dy) {
+        d.write(x.bwd(g, a));
+    }
+}
+
+/// `L::N` elements of dtype `T` in the registers of one SIMD tier: the steps the generic kernel
+/// bodies below are written in. Every method is `#[inline(always)]` and is only called, inlined,
+/// from a function compiled with the tier's target features.
+///
+/// # Safety
+///
+/// Every method may only be called on a CPU that has the tier's features. `load*` need `p`
+/// valid for reading, `store*` valid for writing, `N` elements (the `*_part` forms: `n < N`
+/// elements; nothing past them is read or written).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) unsafe trait Lanes<T: Rule> {
+    /// Elements per step of `fwd` and `bwd`.
+    const N: usize;
+    /// `N` elements as stored.
+    type Bits: Copy;
+    /// `N` values in the compute type, in whatever lane order the tier prefers.
+    type Vals: Copy;
+    /// A condition per element of `Vals`.
+    type Mask: Copy;
+    /// `N` results, ready to store.
+    type Out: Copy;
+
+    unsafe fn splat(a: T::C) -> Self::Vals;
+    unsafe fn load(p: *const T) -> Self::Bits;
+    unsafe fn load_part(p: *const T, n: usize) -> Self::Bits;
+    unsafe fn store(p: *mut T, o: Self::Out);
+    unsafe fn store_part(p: *mut T, n: usize, o: Self::Out);
+    /// `C(x)`, exact.
+    unsafe fn up(b: Self::Bits) -> Self::Vals;
+    /// The elements unchanged, bit for bit.
+    unsafe fn keep(b: Self::Bits) -> Self::Out;
+    /// `x <= 0` (false for NaN).
+    unsafe fn le_zero(v: Self::Vals) -> Self::Mask;
+    /// `x > 0` (false for NaN).
+    unsafe fn gt_zero(v: Self::Vals) -> Self::Mask;
+    /// `R_T(v * a)`, a NaN product giving the canonical NaN of T. With `NAN = false` the caller
+    /// knows that no product it keeps is NaN, and the canonicalisation is left out.
+    unsafe fn scaled<const NAN: bool>(v: Self::Vals, a: Self::Vals) -> Self::Out;
+    /// `yes` where `m`, else `no`.
+    unsafe fn select(m: Self::Mask, yes: Self::Out, no: Self::Out) -> Self::Out;
+
+    /// Elements per step of `terms`.
+    const TN: usize;
+    /// `TN` values of the compute type, in element order.
+    type Terms: Copy;
+    /// `C(x)` of `TN` elements, in order.
+    unsafe fn load_up(p: *const T) -> Self::Terms;
+    unsafe fn load_up_part(p: *const T, n: usize) -> Self::Terms;
+    unsafe fn store_terms(p: *mut T::C, t: Self::Terms);
+    unsafe fn store_terms_part(p: *mut T::C, n: usize, t: Self::Terms);
+    /// `Rule::term` of `TN` elements given `C(x)` and `C(dy)`.
+    unsafe fn term(x: Self::Terms, dy: Self::Terms) -> Self::Terms;
+}
+
+/// How many elements of `n` to handle first (with a partial step) so that the full steps of
+/// `per_step` elements store to `dst` at multiples of their own size: a store that straddles two
+/// cache lines costs two. Less than `per_step`, and at most `n`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn head<T>(dst: *const T, per_step: usize, n: usize) -> usize {
+    let bytes = per_step * std::mem::size_of::<T>();
+    let misaligned = dst as usize % bytes;
+    if misaligned == 0 || !misaligned.is_multiple_of(std::mem::size_of::<T>()) {
+        return 0;
+    }
+    ((bytes - misaligned) / std::mem::size_of::<T>()).min(n)
+}
+
+/// The forward table on `n` elements from `src` to `dst`, which are the same memory or do not
+/// overlap.
+///
+/// # Safety
+///
+/// The CPU has `L`'s features; `src` is valid for reading and `dst` for writing `n` elements.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn fwd<T: Rule, L: Lanes<T>>(src: *const T, dst: *mut T, n: usize, a: T::C) {
+    // `x * a` for `x <= 0` (never NaN) is NaN only for a slope that is zero, infinite or NaN
+    // (PReLU's weights are used as they are); any other slope skips the canonicalisation.
+    let zero = <T::C as Compute>::ZERO;
+    if a != zero && a * zero == zero {
+        fwd_with::<T, L, false>(src, dst, n, a)
+    } else {
+        fwd_with::<T, L, true>(src, dst, n, a)
+    }
+}
+
+/// [`fwd`], with the NaN products canonicalised (`NAN`) or known not to occur.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn fwd_with<T: Rule, L: Lanes<T>, const NAN: bool>(
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    a: T::C,
+) {
+    #[inline(always)]
+    unsafe fn step<T: Rule, L: Lanes<T>, const NAN: bool>(b: L::Bits, a: L::Vals) -> L::Out {
+        let v = L::up(b);
+        L::select(L::le_zero(v), L::scaled::<NAN>(v, a), L::keep(b))
+    }
+    let a = L::splat(a);
+    let mut i = head::<T>(dst, L::N, n);
+    if i > 0 {
+        L::store_part(dst, i, step::<T, L, NAN>(L::load_part(src, i), a));
+    }
+    while n - i >= L::N {
+        L::store(dst.add(i), step::<T, L, NAN>(L::load(src.add(i)), a));
+        i += L::N;
+    }
+    if i < n {
+        let b = L::load_part(src.add(i), n - i);
+        L::store_part(dst.add(i), n - i, step::<T, L, NAN>(b, a));
+    }
+}
+
+/// The backward table on `n` elements.
+///
+/// # Safety
+///
+/// The CPU has `L`'s features; `x` and `dy` are valid for reading and `dst` for writing `n`
+/// elements, and `dst` overlaps neither.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn bwd<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, dst: *mut T, n: usize, a: T::C) {
+    #[inline(always)]
+    unsafe fn step<T: Rule, L: Lanes<T>>(bx: L::Bits, bg: L::Bits, a: L::Vals) -> L::Out {
+        let gt = L::gt_zero(L::up(bx));
+        L::select(gt, L::keep(bg), L::scaled::<true>(L::up(bg), a))
+    }
+    let a = L::splat(a);
+    let mut i = head::<T>(dst, L::N, n);
+    if i > 0 {
+        let y = step::<T, L>(L::load_part(x, i), L::load_part(dy, i), a);
+        L::store_part(dst, i, y);
+    }
+    while n - i >= L::N {
+        let y = step::<T, L>(L::load(x.add(i)), L::load(dy.add(i)), a);
+        L::store(dst.add(i), y);
+        i += L::N;
+    }
+    if i < n {
+        let k = n - i;
+        let y = step::<T, L>(L::load_part(x.add(i), k), L::load_part(dy.add(i), k), a);
+        L::store_part(dst.add(i), k, y);
+    }
+}
+
+/// PReLU's weight-gradient terms of `n` elements.
+///
+/// # Safety
+///
+/// The CPU has `L`'s features; `x` and `dy` are valid for reading and `out` for writing `n`
+/// elements, and `out` overlaps neither.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn terms<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, out: *mut T::C, n: usize) {
+    let mut i = head::<T::C>(out, L::TN, n);
+    if i > 0 {
+        let t = L::term(L::load_up_part(x, i), L::load_up_part(dy, i));
+        L::store_terms_part(out, i, t);
+    }
+    while n - i >= L::TN {
+        let t = L::term(L::load_up(x.add(i)), L::load_up(dy.add(i)));
+        L::store_terms(out.add(i), t);
+        i += L::TN;
+    }
+    if i < n {
+        let k = n - i;
+        let t = L::term(L::load_up_part(x.add(i), k), L::load_up_part(dy.add(i), k));
+        L::store_terms_part(out.add(i), k, t);
+    }
+}
+
+/// The tier entry points: the generic bodies above instantiated inside a function compiled with
+/// the tier's target features (`$features`), where every `Lanes` method inlines.
 #[cfg(target_arch = "x86_64")]
-mod f16c {
-    use super::super::rule::NAN_F32;
-    use super::Rule;
-    use half::f16;
-    use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
-
-    pub(super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
-    }
-
-    /// `R_f16(p)` for eight f32 products, a NaN product giving the canonical NaN.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    fn round(p: __m256) -> __m128i {
-        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(p, p);
-        let canon = _mm256_castsi256_ps(_mm256_set1_epi32(NAN_F32 as i32));
-        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_blendv_ps(p, canon, nan))
-    }
-
-    /// Narrows an f32 lane mask to 16-bit lanes (all-ones stays all-ones).
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    fn narrow(m: __m256) -> __m128i {
-        let m = _mm256_castps_si256(m);
-        _mm_packs_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    fn fwd8(h: __m128i, a: __m256) -> __m128i {
-        let x = _mm256_cvtph_ps(h);
-        let r = round(_mm256_mul_ps(x, a));
-        let le = narrow(_mm256_cmp_ps::<_CMP_LE_OQ>(x, _mm256_setzero_ps()));
-        _mm_blendv_epi8(h, r, le)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    fn bwd8(hx: __m128i, hg: __m128i, a: __m256) -> __m128i {
-        let x = _mm256_cvtph_ps(hx);
-        let r = round(_mm256_mul_ps(_mm256_cvtph_ps(hg), a));
-        let gt = narrow(_mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_setzero_ps()));
-        _mm_blendv_epi8(r, hg, gt)
-    }
-
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn fwd(src: &[f16], dst: &mut [MaybeUninit<f16>], a: f32) {
-        let va = _mm256_set1_ps(a);
-        let mut d8 = dst.chunks_exact_mut(8);
-        let mut s8 = src.chunks_exact(8);
-        for (d, s) in (&mut d8).zip(&mut s8) {
-            // SAFETY: `s` and `d` each hold exactly eight 2-byte elements (16 bytes); the
-            // loads and stores are unaligned.
-            unsafe {
-                let y = fwd8(_mm_loadu_si128(s.as_ptr().cast()), va);
-                _mm_storeu_si128(d.as_mut_ptr().cast(), y);
-            }
+macro_rules! entry_points {
+    ($tier:ty, $features:literal) => {
+        /// The forward body of this tier.
+        ///
+        /// # Safety
+        ///
+        /// As [`super::fwd`]: the CPU has this tier's features, `src` is valid for reading and
+        /// `dst` for writing `n` elements, and they are the same memory or do not overlap.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn fwd<T: Rule>(src: *const T, dst: *mut T, n: usize, a: T::C)
+        where
+            $tier: Lanes<T>,
+        {
+            super::fwd::<T, $tier>(src, dst, n, a)
         }
-        for (d, &x) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
-            d.write(x.fwd(a));
-        }
-    }
 
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn fwd_inplace(xs: &mut [f16], a: f32) {
-        let va = _mm256_set1_ps(a);
-        let mut c8 = xs.chunks_exact_mut(8);
-        for c in &mut c8 {
-            // SAFETY: `c` holds exactly eight 2-byte elements (16 bytes); unaligned access.
-            unsafe {
-                let y = fwd8(_mm_loadu_si128(c.as_ptr().cast()), va);
-                _mm_storeu_si128(c.as_mut_ptr().cast(), y);
-            }
+        /// The backward body of this tier.
+        ///
+        /// # Safety
+        ///
+        /// As [`super::bwd`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn bwd<T: Rule>(x: *const T, dy: *const T, dst: *mut T, n: usize, a: T::C)
+        where
+            $tier: Lanes<T>,
+        {
+            super::bwd::<T, $tier>(x, dy, dst, n, a)
         }
-        for x in c8.into_remainder() {
-            *x = x.fwd(a);
-        }
-    }
 
-    #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn bwd(x: &[f16], dy: &[f16], dst: &mut [MaybeUninit<f16>], a: f32) {
-        let va = _mm256_set1_ps(a);
-        let mut d8 = dst.chunks_exact_mut(8);
-        let mut x8 = x.chunks_exact(8);
-        let mut g8 = dy.chunks_exact(8);
-        for ((d, x), g) in (&mut d8).zip(&mut x8).zip(&mut g8) {
-            // SAFETY: `x`, `g` and `d` each hold exactly eight 2-byte elements (16 bytes);
-            // unaligned access.
-            unsafe {
-                let hx = _mm_loadu_si128(x.as_ptr().cast());
-                let hg = _mm_loadu_si128(g.as_ptr().cast());
-                _mm_storeu_si128(d.as_mut_ptr().cast(), bwd8(hx, hg, va));
-            }
+        /// The weight-gradient terms of this tier.
+        ///
+        /// # Safety
+        ///
+        /// As [`super::terms`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn terms<T: Rule>(x: *const T, dy: *const T, out: *mut T::C, n: usize)
+        where
+            $tier: Lanes<T>,
+        {
+            super::terms::<T, $tier>(x, dy, out, n)
         }
-        let tail = d8.into_remainder().iter_mut().zip(x8.remainder());
-        for ((d, &x), &g) in tail.zip(g8.remainder()) {
-            d.write(x.bwd(g, a));
-        }
-    }
+    };
 }
+#[cfg(target_arch = "x86_64")]
+use entry_points;
