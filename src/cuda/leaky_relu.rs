@@ -3,7 +3,7 @@
 use super::{output, view, view_mut, DeviceType, Launch};
 use crate::base::{unsupported, Op, Slope};
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::CudaSlice;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, PushKernelArg};
 use candle_core::cuda_backend::{CudaStorageSlice as Slice, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
