@@ -37,7 +37,9 @@ struct Compiled {
 /// One [`Compiled`] per GPU and source (the one of `op`'s kernels), keyed by the Metal registry
 /// id (stable across `MetalDevice`s of the same GPU, unlike `MetalDevice::id`).
 fn compiled(device: &MetalDevice, op: Op) -> Result<Arc<Compiled>> {
-    static CACHE: OnceLock<Mutex<HashMap<(u64, usize), Arc<Compiled>>>> = OnceLock::new();
+    /// (registry id, index of the source) -> its library.
+    type Libraries = HashMap<(u64, usize), Arc<Compiled>>;
+    static CACHE: OnceLock<Mutex<Libraries>> = OnceLock::new();
     let (source, index) = source(op);
     let key = (device.registry_id(), index);
     let mut cache = CACHE

@@ -16,7 +16,8 @@ use crate::base::{Channels, Op};
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::{DType, Error, Layout, MetalDevice, MetalStorage, Result, Shape};
 use candle_metal_kernels::metal::{Buffer, ComputeCommandEncoder};
-use candle_metal_kernels::{set_params, Input, Output};
+use candle_metal_kernels::utils::Input;
+use candle_metal_kernels::{set_params, Output};
 use objc2_metal::MTLSize;
 use std::sync::Arc;
 
