@@ -10,7 +10,9 @@
 // - f16 and bf16 are widened to f32 and narrowed back by hand with round-to-nearest-even, so the
 //   result does not depend on the GPU's (undocumented) conversion rounding or `bfloat` support.
 // - A NaN product becomes the dtype's canonical NaN.
-// - Index math is 64-bit (`ulong`); the host compiles this library with fast math off.
+// - Strided kernels walk the layout with 32-bit index arithmetic (`_strided_u32`) where the host
+//   found that it fits, else 64-bit (`_strided_u64`); the host compiles this library with fast
+//   math off.
 // - Tiling as in candle's unary.metal: thread `tid` handles the W elements tid + k * step,
 //   step = div_ceil(dim, W); threads past `step` (the grid is rounded up to whole threadgroups)
 //   return, so every element is written exactly once (needed in place).
@@ -166,30 +168,36 @@ METAL_FUNC typename D::T leaky_relu_grad(typename D::T x, typename D::T dy, uint
     return positive(D::load(x)) ? dy : D::store(mul(D::load(dy), a));
 }
 
-// Element i of a row-major walk over `dims`, as an offset through `strides`.
-METAL_FUNC ulong strided_index(
-    ulong i,
-    constant size_t &num_dims,
-    constant size_t *dims,
-    constant size_t *strides
-) {
-    ulong offset = 0;
-    for (ulong d = num_dims; d-- > 0;) {
-        offset += (i % dims[d]) * strides[d];
-        i /= dims[d];
-    }
-    return offset;
-}
+// The three operations, mirroring the Rust enum `crate::base::Op` (one enum here too; the kernel
+// families that LEAKY_RELU_DTYPE exports are named after its values: fwd, bwd, inplace).
+enum Mode { FWD, BWD, INPLACE };
 
-// S: strided (walk dims/strides) or contiguous (the index itself; dims/strides unused).
-template <bool S>
-METAL_FUNC ulong at(
+// Storage offsets of one element in x and (backward) dy.
+struct Offsets {
+    ulong x, dy;
+};
+
+// The offsets of logical (row-major) element i of `dims` through x's and (backward) dy's strides,
+// from one division per dimension in I: uint where the host found that the element count and
+// every offset of the walk fit in 32 bits (64-bit division is emulated on Apple GPUs), else ulong.
+template <Mode M, typename I>
+METAL_FUNC Offsets strided_offsets(
     ulong i,
     constant size_t &num_dims,
     constant size_t *dims,
-    constant size_t *strides
+    constant size_t *x_strides,
+    constant size_t *dy_strides
 ) {
-    return S ? strided_index(i, num_dims, dims, strides) : i;
+    I rest = I(i), ox = 0, og = 0;
+    for (ulong d = num_dims; d-- > 0;) {
+        const I dim = I(dims[d]), r = rest % dim;
+        rest /= dim;
+        ox += r * I(x_strides[d]);
+        if (M == BWD) {
+            og += r * I(dy_strides[d]);
+        }
+    }
+    return Offsets{ox, og};
 }
 
 METAL_FUNC ulong div_ceil(ulong x, ulong y) {
@@ -201,8 +209,34 @@ constexpr uint work_per_thread() {
     return 8 / sizeof(T) > 0 ? 8 / sizeof(T) : 1;
 }
 
-// y[i] = leaky_relu(x[at(i)]), y contiguous.
-template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
+// out[j] = op(x[ox], dy[og]) for the W elements i of thread tid: j = i (fwd, bwd: out is
+// contiguous) or ox (in place: out is x, and the op refuses views whose elements overlap, so each
+// element is written once); S: strided (offsets from the walk above) or contiguous (offsets = i;
+// dims and strides unused). dy is read in backward only.
+template <Mode M, typename D, typename I, bool S, uint W = work_per_thread<typename D::T>()>
+METAL_FUNC void map(
+    constant size_t &dim,
+    constant size_t &num_dims,
+    constant size_t *dims,
+    constant size_t *x_strides,
+    constant size_t *dy_strides,
+    uint a,
+    device const typename D::T *x,
+    device const typename D::T *dy,
+    device typename D::T *out,
+    uint tid
+) {
+    const ulong step = div_ceil(dim, W);
+    for (uint k = 0; k < W && tid < step; k++) {
+        const ulong i = tid + k * step;
+        if (i >= dim) return;
+        const Offsets o = S ? strided_offsets<M, I>(i, num_dims, dims, x_strides, dy_strides) : Offsets{i, i};
+        out[M == INPLACE ? o.x : i] = M == BWD ? leaky_relu_grad<D>(x[o.x], dy[o.dy], a) : leaky_relu<D>(x[o.x], a);
+    }
+}
+
+// y = leaky_relu(x), y contiguous.
+template <typename D, bool S, typename I>
 [[kernel]] void leaky_relu_fwd(
     constant size_t &dim,
     constant size_t &num_dims,
@@ -213,16 +247,11 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     device typename D::T *y,
     uint tid [[thread_position_in_grid]]
 ) {
-    const ulong step = div_ceil(dim, W);
-    for (uint k = 0; k < W && tid < step; k++) {
-        const ulong i = tid + k * step;
-        if (i >= dim) return;
-        y[i] = leaky_relu<D>(x[at<S>(i, num_dims, dims, strides)], a);
-    }
+    map<FWD, D, I, S>(dim, num_dims, dims, strides, strides, a, x, x, y, tid);
 }
 
-// dx[i] = leaky_relu_grad(x[at(i, x_strides)], dy[at(i, dy_strides)]), dx contiguous.
-template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
+// dx = leaky_relu_grad(x, dy), dx contiguous.
+template <typename D, bool S, typename I>
 [[kernel]] void leaky_relu_bwd(
     constant size_t &dim,
     constant size_t &num_dims,
@@ -235,17 +264,11 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     device typename D::T *dx,
     uint tid [[thread_position_in_grid]]
 ) {
-    const ulong step = div_ceil(dim, W);
-    for (uint k = 0; k < W && tid < step; k++) {
-        const ulong i = tid + k * step;
-        if (i >= dim) return;
-        dx[i] = leaky_relu_grad<D>(
-            x[at<S>(i, num_dims, dims, x_strides)], dy[at<S>(i, num_dims, dims, dy_strides)], a);
-    }
+    map<BWD, D, I, S>(dim, num_dims, dims, x_strides, dy_strides, a, x, dy, dx, tid);
 }
 
-// x[at(i)] = leaky_relu(x[at(i)]); the op refuses overlapping views: each element once.
-template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
+// x = leaky_relu(x) through x's layout.
+template <typename D, bool S, typename I>
 [[kernel]] void leaky_relu_inplace(
     constant size_t &dim,
     constant size_t &num_dims,
@@ -255,29 +278,27 @@ template <typename D, bool S, uint W = work_per_thread<typename D::T>()>
     device typename D::T *x,
     uint tid [[thread_position_in_grid]]
 ) {
-    const ulong step = div_ceil(dim, W);
-    for (uint k = 0; k < W && tid < step; k++) {
-        const ulong i = tid + k * step;
-        if (i >= dim) return;
-        const ulong j = at<S>(i, num_dims, dims, strides);
-        x[j] = leaky_relu<D>(x[j], a);
-    }
+    map<INPLACE, D, I, S>(dim, num_dims, dims, strides, strides, a, x, x, x, tid);
 }
 
-// Exported names: leaky_relu_{fwd,bwd,inplace}_{f32,f16,bf16}[_strided]. A host harness may
-// define LEAKY_RELU_EXPORT itself to collect the instantiations.
+// Exported names, per operation and dtype: leaky_relu_{fwd,bwd,inplace}_{f32,f16,bf16} for
+// contiguous operands, and ..._strided_u32 / ..._strided_u64 for strided ones, walked with 32-bit
+// or 64-bit index arithmetic (src/metal/plan.rs picks one). A host harness may define
+// LEAKY_RELU_EXPORT itself to collect the instantiations.
 #ifndef LEAKY_RELU_EXPORT
 #define LEAKY_RELU_EXPORT(name, func, ...) \
     template [[host_name(name)]] [[kernel]] decltype(func<__VA_ARGS__>) func<__VA_ARGS__>;
 #endif
 
-#define LEAKY_RELU_DTYPE(tname, D)                                                  \
-    LEAKY_RELU_EXPORT("leaky_relu_fwd_" #tname, leaky_relu_fwd, D, false)               \
-    LEAKY_RELU_EXPORT("leaky_relu_fwd_" #tname "_strided", leaky_relu_fwd, D, true)     \
-    LEAKY_RELU_EXPORT("leaky_relu_bwd_" #tname, leaky_relu_bwd, D, false)               \
-    LEAKY_RELU_EXPORT("leaky_relu_bwd_" #tname "_strided", leaky_relu_bwd, D, true)     \
-    LEAKY_RELU_EXPORT("leaky_relu_inplace_" #tname, leaky_relu_inplace, D, false)       \
-    LEAKY_RELU_EXPORT("leaky_relu_inplace_" #tname "_strided", leaky_relu_inplace, D, true)
+#define LEAKY_RELU_KERNELS(op, tname, D)                                                                  \
+    LEAKY_RELU_EXPORT("leaky_relu_" #op "_" #tname, leaky_relu_##op, D, false, ulong)                  \
+    LEAKY_RELU_EXPORT("leaky_relu_" #op "_" #tname "_strided_u32", leaky_relu_##op, D, true, uint)     \
+    LEAKY_RELU_EXPORT("leaky_relu_" #op "_" #tname "_strided_u64", leaky_relu_##op, D, true, ulong)
+
+#define LEAKY_RELU_DTYPE(tname, D)       \
+    LEAKY_RELU_KERNELS(fwd, tname, D)    \
+    LEAKY_RELU_KERNELS(bwd, tname, D)    \
+    LEAKY_RELU_KERNELS(inplace, tname, D)
 
 LEAKY_RELU_DTYPE(f32, F32)
 LEAKY_RELU_DTYPE(f16, F16)

@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
-# Smoke run of the char_rnn example: a short train on the bundled corpus, a sample from the
-# checkpoint, and a tiny lab. Checks the machine-readable lines. About half a minute on 2 cores
-# once built.
+# Smoke run of the char_rnn example: a short train on the bundled corpus (fixed slope, then
+# learned per-unit slopes), a sample from each checkpoint, and two tiny labs (fixed slopes, and
+# a fixed and a learned one). Checks the machine-readable lines. About 25 s of CPU time once
+# built (2-core x86_64 VM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${CARGO_TARGET_DIR:-target}/char_rnn_smoke"
-log=$(cargo run --release --example char_rnn -- train --steps 30 --eval-every 15 --out "$out" --sample-len 40)
+num='-?[0-9.]+(e-?[0-9]+)?'
+slope="alpha_mean=$num alpha_min=$num alpha_max=$num"
+rnn() { cargo run --quiet --release --example char_rnn -- "$@"; }
+log=$(rnn train --steps 30 --eval-every 15 --out "$out" --sample-len 40)
 echo "$log"
-echo "$log" | tail -n 1 | grep -Eq '^final: steps=30 train_loss=[0-9.]+ val_loss=[0-9.]+ dead_units=[0-9.]+% best_step=(15|30)$'
-cargo run --release --example char_rnn -- sample --checkpoint "$out" --prime "ROMEO:" --len 40 --top-k 5
-log=$(cargo run --release --example char_rnn -- lab --steps 10 --eval-every 5 --hidden 64 --alphas 0,0.01 --out "$out/lab")
+echo "$log" | tail -n 1 | grep -Eq "^final: steps=30 train_loss=[0-9.]+ val_loss=[0-9.]+ dead_units=[0-9.]+% best_step=(15|30) alpha_mean=0.01 alpha_min=0.01 alpha_max=0.01$"
+rnn sample --checkpoint "$out" --prime "ROMEO:" --len 40 --top-k 5
+log=$(rnn train --prelu --steps 30 --eval-every 15 --out "$out/prelu" --sample-len 40)
 echo "$log"
-n=$(echo "$log" | grep -Ec '^lab: alpha=[0-9.]+ knocked_out=16 alive_at_end=[0-9]+ val_loss=[0-9.]+ baseline_val_loss=[0-9.]+ inactive_end=[0-9.]+%$')
-[ "$n" = 2 ] && [ -s "$out/lab/lab.csv" ] && [ -s "$out/lab/lab.svg" ]
+echo "$log" | tail -n 1 | grep -Eq "^final: steps=30 train_loss=[0-9.]+ val_loss=[0-9.]+ dead_units=[0-9.]+% best_step=(15|30) $slope$"
+rnn sample --checkpoint "$out/prelu" --prime "ROMEO:" --len 40 --top-k 5
+new="grad_norm_median=$num grad_norm_max=$num clip_rate=[0-9.]+ revive_half_step=([0-9]+|na) revive_90_step=([0-9]+|na)"
+lab="knocked_out=16 alive_at_end=[0-9]+ val_loss=[0-9.]+ baseline_val_loss=[0-9.]+ inactive_end=[0-9.]+% $new"
+log=$(rnn lab --steps 10 --eval-every 5 --hidden 64 --alphas 0,0.01 --out "$out/lab")
+echo "$log"
+n=$(echo "$log" | grep -Ec "^lab: alpha=[0-9.]+ $lab$")
+[ "$n" = 2 ] && [ -s "$out/lab/lab.csv" ] && [ -s "$out/lab/lab_steps.csv" ] && [ -s "$out/lab/lab.svg" ]
+log=$(rnn lab --steps 10 --eval-every 5 --hidden 64 --alphas 0.01,learn --out "$out/lab-learn")
+echo "$log"
+echo "$log" | grep -Eq "^lab: alpha=0.01 $lab$"
+echo "$log" | grep -Eq "^lab: alpha=learn $lab learned_alpha_mean=$num learned_alpha_min=$num learned_alpha_max=$num$"
+grep -q "learned slopes" "$out/lab-learn/lab.svg"
+echo "char_rnn smoke: ok"

@@ -52,6 +52,12 @@ check_ptx() {
     if grep -Eq '\.ftz' "$ptx"; then
         echo "ci-cuda: flush-to-zero (.ftz) instructions in $ptx:" >&2; grep -En '\.ftz' "$ptx" | head >&2; return 1
     fi
+    # Registers per entry point and the PTX size, to compare kernel changes by (local memory is
+    # refused above).
+    for arch in sm_80 sm_90; do
+        echo "ci-cuda: $1 $arch registers:" $(sed -nE "s/.*Compiling entry function '$1_([a-z0-9_]+)'.*/\1/p; s/.*Used ([0-9]+) registers.*/\1/p" "$tmp/$1.$arch.log" | paste -sd' ' | sed -E 's/([a-z0-9_]+) ([0-9]+)/\1=\2/g') >&2
+    done
+    echo "ci-cuda: $1 PTX $(wc -c <"$ptx") bytes" >&2
     echo "$ptx"
 }
 # Whether entry point $2 is in PTX $1 and ptxas compiled it for sm_90 (log of kernel $3).

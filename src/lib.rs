@@ -32,9 +32,11 @@
 #![deny(missing_docs)]
 
 // The house, bottom to top; no module imports one above it.
-// Ground floor: the shared vocabulary and checks.
+// Ground floor: the shared vocabulary and checks; the GPU walks' index width.
 mod base;
-// Backends: import only `base`.
+#[cfg(any(feature = "cuda", feature = "metal"))]
+mod index_width;
+// Backends: import only the ground floor.
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;

@@ -31,11 +31,12 @@ const CUDA: Harness = Harness {
     launches,
 };
 
-/// `CONTIGUOUS GRID BLOCK WIDTH` per simulated launch: one thread, one small block, grids much
-/// smaller than the work (the grid-stride loops wrap), and one thread per work item (16 bytes
-/// when contiguous); small cases also a few more odd grids. Strided cases run every grid through
-/// the 32-bit and the 64-bit index entry points; contiguous ones (launched through the 32-bit
-/// ones by `src/cuda.rs`) also the 64-bit ones on the last grid.
+/// `CONTIGUOUS GRID BLOCK WIDTH LAYOUTS` per simulated launch: one thread, one small block,
+/// grids much smaller than the work (the grid-stride loops wrap), and one thread per work item
+/// (16 bytes when contiguous); small cases also a few more odd grids. Strided cases run every
+/// grid through the 32-bit and the 64-bit index entry points, and the 64-bit ones again on the
+/// same values laid out past 2^32 elements (`host::far_layouts`); contiguous ones (launched
+/// through the 32-bit ones by `src/cuda.rs`) also the 64-bit ones on the last grid.
 fn launches(_: usize, c: &Case) -> Vec<String> {
     let contiguous = c.contiguous();
     let per = if contiguous {
@@ -49,16 +50,21 @@ fn launches(_: usize, c: &Case) -> Vec<String> {
         g.extend([(1, 32), (2, 96), (5, 256)]);
     }
     let last = g.len() - 1;
-    (g.iter().enumerate())
+    let mut lines: Vec<String> = (g.iter().enumerate())
         .flat_map(|(i, (g, b))| {
             let widths = if contiguous && i < last {
                 &[32][..]
             } else {
                 &[32, 64]
             };
-            (widths.iter()).map(move |w| format!("{} {g} {b} {w}", contiguous as u8))
+            (widths.iter()).map(move |w| format!("{} {g} {b} {w} near", contiguous as u8))
         })
-        .collect()
+        .collect();
+    if let Some(far) = host::far_layouts(c).filter(|_| !contiguous) {
+        let (g, b) = g[last];
+        lines.push(format!("0 {g} {b} 64 {}", host::layouts_word(Some(&far))));
+    }
+    lines
 }
 
 #[test]
@@ -67,7 +73,7 @@ fn kernel_source_matches_cpu_path() {
 }
 
 /// Wrong kernels: (name, exact text in the kernel, replacement).
-const MUTANTS: [(&str, &str, &str); 12] = [
+const MUTANTS: [(&str, &str, &str); 19] = [
     (
         "backward gradient at 0 is dy (>= for >)",
         "E<T>::up(x) > 0 ? dy",
@@ -115,18 +121,53 @@ const MUTANTS: [(&str, &str, &str); 12] = [
     ),
     (
         "misaligned input read as one vector",
-        "q == 0 ? *(const Pack<T>*)p",
-        "q < W<T> ? *(const Pack<T>*)p",
+        "if constexpr (!MISALIGNED)",
+        "if constexpr (true)",
     ),
     (
-        "element picked one off at the pack seam",
-        "k + Q < W<T> ?",
-        "k + Q <= W<T> ?",
+        "misaligned x read as aligned",
+        "if (M == INPLACE || qx == 0)",
+        "if (true)",
     ),
     (
-        "last element offset shifted as its neighbour",
-        "if constexpr (Q + 1 < W<T>)",
-        "if constexpr (Q + 2 < W<T>)",
+        "misaligned dy read as aligned",
+        "if (M == BWD && qg != 0) packs<M, T, false, true>",
+        "if (false) packs<M, T, false, true>",
+    ),
+    (
+        "dy shifted as x",
+        "load<T, MG>(dy + p * W<T>, hg)",
+        "load<T, MG>(dy + p * W<T>, hx)",
+    ),
+    (
+        "shift by two words ignored",
+        "u[k] = s.two ? w[k + 2] : w[k];",
+        "u[k] = w[k];",
+    ),
+    (
+        "shift by one word ignored",
+        "v[k] = s.one ? u[k + 1] : u[k];",
+        "v[k] = u[k];",
+    ),
+    (
+        "shift by half a word ignored",
+        "(bytes & 3) * 8",
+        "(bytes & 3) * 0",
+    ),
+    (
+        "funnel shift from the wrong word",
+        "(uint64_t)v[k + 1] << 32",
+        "(uint64_t)v[k] << 32",
+    ),
+    (
+        "64-bit entry points walk in 32 bits",
+        "SUFFIX##_u64, uint64_t)",
+        "SUFFIX##_u64, uint32_t)",
+    ),
+    (
+        "contiguous walk of the _u64 entry points reads dy's first element",
+        "I ox = (I)i, og = (I)i;",
+        "I ox = (I)i, og = 0;",
     ),
 ];
 

@@ -33,6 +33,9 @@ mod base;
 #[path = "../src/cuda/prelu/plan.rs"]
 mod cuda_plan;
 #[allow(dead_code)]
+#[path = "../src/index_width.rs"]
+mod index_width;
+#[allow(dead_code)]
 #[path = "../src/metal/plan.rs"]
 mod metal_names;
 #[path = "../src/metal/prelu/plan.rs"]
@@ -442,7 +445,9 @@ const METAL: Harness = Harness {
     name: "metal",
     kernel: "kernels/prelu.metal",
     copy: "prelu.metal",
+    // The Metal Shading Language is C++14-based: C++17 in the shader fails here too.
     args: &[
+        "-std=c++14",
         "-fsanitize=address",
         "-I",
         "{root}/tests/metal_host/include",
@@ -468,7 +473,7 @@ fn metal_launches(c: &Case) -> Vec<String> {
     } else {
         base::Op::Prelu
     };
-    let name = metal_names::kernel_name(op, c.dtype, false);
+    let name = metal_names::kernel_name(op, c.dtype);
     let tree = metal_plan::tree_name(c.dtype);
     let dy = c.dy.as_ref().map(|d| &d.layout);
     let (nd, wd, info) = metal_plan::info(&c.x.layout, dy, &c.w.layout);
@@ -550,7 +555,7 @@ fn add_check(shader: &str, tag: &str) -> (String, bool) {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let exe = dir.join("add_check");
     let out = Command::new(&cxx)
-        .args(["-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"])
+        .args(["-std=c++14", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"])
         .arg(format!("-I{ROOT}/tests/metal_host/include"))
         .arg(format!("-I{ROOT}/tests/prelu_host"))
         .arg(format!("-I{}", dir.display()))

@@ -1,14 +1,43 @@
 //! The model: character embedding, one rectified recurrent layer
-//! `h_t = LeakyRelu(alpha)(W_x x_t + W_h h_{t-1} + b)` and a linear read-out to logits; its
-//! initialisation and its safetensors checkpoint (weights, vocabulary and configuration).
+//! `h_t = LeakyRelu(alpha)(W_x x_t + W_h h_{t-1} + b)` (or a PReLU layer with learned slopes in
+//! place of the fixed `alpha`) and a linear read-out to logits; its initialisation and its
+//! safetensors checkpoint (weights, learned slopes, vocabulary and configuration).
 
 use crate::data::Vocab;
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_leaky_relu::LeakyRelu;
+use candle_leaky_relu::{prelu, PReLU};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::Path;
+
+/// Whether the hidden units' slope is fixed or learned, and how many slopes are learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlopeKind {
+    /// One fixed slope, `alpha`, through the crate's `LeakyRelu` op.
+    Fixed,
+    /// A PReLU layer: one learned slope per hidden unit, initialised at `alpha`.
+    PerUnit,
+    /// A PReLU layer: one learned slope for the whole layer, initialised at `alpha`.
+    Shared,
+}
+
+impl SlopeKind {
+    /// Whether the slopes are trained.
+    pub fn learned(self) -> bool {
+        self != Self::Fixed
+    }
+
+    /// Its code in a checkpoint's `config` (absent for fixed slopes).
+    fn code(self) -> f64 {
+        match self {
+            Self::Fixed => 0.0,
+            Self::PerUnit => 1.0,
+            Self::Shared => 2.0,
+        }
+    }
+}
 
 /// Model sizes and slope.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,13 +48,57 @@ pub struct Config {
     pub embed: usize,
     /// Hidden units of the recurrent layer.
     pub hidden: usize,
-    /// LeakyReLU slope (`0` is ReLU).
+    /// LeakyReLU slope (`0` is ReLU); the initial slope when learned.
     pub alpha: f64,
+    /// Fixed or learned slopes.
+    pub slopes: SlopeKind,
+}
+
+/// Mean, least and largest slope of the hidden units (all three the slope when it is fixed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlopeStats {
+    /// Mean over the slopes (one per unit, or the one shared slope).
+    pub mean: f64,
+    /// The least slope.
+    pub min: f64,
+    /// The largest slope.
+    pub max: f64,
+}
+
+impl SlopeStats {
+    /// The stats of `slopes` (f32, as the layer holds them); the mean is summed in f64.
+    pub fn of(slopes: &[f32]) -> Self {
+        let sum: f64 = slopes.iter().map(|&v| v as f64).sum();
+        let (min, max) = (slopes.iter()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+        Self {
+            mean: sum / slopes.len() as f64,
+            min: min as f64,
+            max: max as f64,
+        }
+    }
+
+    /// `alpha_mean=M alpha_min=A alpha_max=B` with this prefix before each key; each value
+    /// printed as the shortest decimal that reads back as the same f32 (the mean rounded to
+    /// f32 first).
+    pub fn fields(&self, prefix: &str) -> String {
+        let f = |v: f64| v as f32;
+        format!(
+            "{prefix}alpha_mean={} {prefix}alpha_min={} {prefix}alpha_max={}",
+            f(self.mean),
+            f(self.min),
+            f(self.max)
+        )
+    }
 }
 
 const NAMES: [&str; 6] = ["embed", "w_x", "b", "w_h", "w_out", "b_out"];
 
-/// The weights, in the order of [`NAMES`].
+/// The name of the learned slopes in a checkpoint (the PReLU layer's `weight`).
+const SLOPE_NAME: &str = "prelu.weight";
+
+/// The weights, in the order of [`NAMES`], and the PReLU layer when slopes are learned.
 #[derive(Clone)]
 pub struct CharRnn {
     /// Sizes and slope.
@@ -36,6 +109,53 @@ pub struct CharRnn {
     w_h: Tensor,
     w_out: Tensor,
     b_out: Tensor,
+    prelu: Option<PReLU>,
+}
+
+/// The trainable variables of a model, by name (the optimiser updates them in place, and the
+/// model's tensors are theirs).
+pub struct Vars {
+    /// Character embedding, `(vocab, embed)`.
+    pub emb: Var,
+    /// Input weights, `(hidden, embed)`.
+    pub w_x: Var,
+    /// Hidden bias, `(hidden,)`: the knocked-out units' start here.
+    pub b: Var,
+    /// Recurrent weights, `(hidden, hidden)`.
+    pub w_h: Var,
+    /// Read-out weights, `(vocab, hidden)`.
+    pub w_out: Var,
+    /// Read-out bias, `(vocab,)`.
+    pub b_out: Var,
+    /// The learned slopes, `(hidden,)` per unit or `(1,)` shared; `None` when fixed.
+    pub slope: Option<Var>,
+}
+
+impl Vars {
+    fn list(&self) -> [&Var; 6] {
+        [
+            &self.emb,
+            &self.w_x,
+            &self.b,
+            &self.w_h,
+            &self.w_out,
+            &self.b_out,
+        ]
+    }
+
+    /// The weights without the slopes, in the checkpoint's order.
+    pub fn weights(&self) -> Vec<Var> {
+        self.list().into_iter().cloned().collect()
+    }
+
+    /// Every variable: the weights, then the slopes if learned (the order the gradient norm
+    /// sums them in).
+    pub fn all(&self) -> Vec<Var> {
+        self.weights()
+            .into_iter()
+            .chain(self.slope.clone())
+            .collect()
+    }
 }
 
 /// What a forward pass over a batch of sequences gives.
@@ -72,8 +192,9 @@ impl Output {
 
 impl CharRnn {
     /// Fresh weights from `seed`: small Gaussian embedding and input weights, the recurrent
-    /// matrix `irnn_scale * I` (IRNN), zero biases. Returns the model and its trainable vars.
-    pub fn init(cfg: Config, irnn_scale: f64, seed: u64, dev: &Device) -> Result<(Self, Vec<Var>)> {
+    /// matrix `irnn_scale * I` (IRNN), zero biases, learned slopes (if any) at `cfg.alpha`.
+    /// Returns the model and its trainable vars.
+    pub fn init(cfg: Config, irnn_scale: f64, seed: u64, dev: &Device) -> Result<(Self, Vars)> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (v, e, h) = (cfg.vocab, cfg.embed, cfg.hidden);
         let mut gauss = |rows: usize, cols: usize, std: f64| {
@@ -90,14 +211,36 @@ impl CharRnn {
             gauss(v, h, 1.0 / (h as f64).sqrt())?,
             Tensor::zeros(v, DType::F32, dev)?,
         ];
-        let vars = (tensors.iter())
-            .map(Var::from_tensor)
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let model = Self::from_array(cfg, std::array::from_fn(|i| vars[i].as_tensor().clone()));
+        let [emb, w_x, b, w_h, w_out, b_out] = tensors.each_ref().map(Var::from_tensor);
+        let vars = Vars {
+            emb: emb?,
+            w_x: w_x?,
+            b: b?,
+            w_h: w_h?,
+            w_out: w_out?,
+            b_out: b_out?,
+            slope: None,
+        };
+        let mut model = Self::from_array(cfg, vars.list().map(|v| v.as_tensor().clone()), None);
+        let vars = match cfg.slopes {
+            SlopeKind::Fixed => vars,
+            kind => {
+                let (layer, slope) = new_prelu(kind, h, cfg.alpha, dev)?;
+                model.prelu = Some(layer);
+                Vars {
+                    slope: Some(slope),
+                    ..vars
+                }
+            }
+        };
         Ok((model, vars))
     }
 
-    fn from_array(cfg: Config, [emb, w_x, b, w_h, w_out, b_out]: [Tensor; 6]) -> Self {
+    fn from_array(
+        cfg: Config,
+        [emb, w_x, b, w_h, w_out, b_out]: [Tensor; 6],
+        prelu: Option<PReLU>,
+    ) -> Self {
         Self {
             cfg,
             emb,
@@ -106,7 +249,21 @@ impl CharRnn {
             w_h,
             w_out,
             b_out,
+            prelu,
         }
+    }
+
+    /// The slopes of the hidden units now.
+    pub fn slope_stats(&self) -> Result<SlopeStats> {
+        Ok(match &self.prelu {
+            None => SlopeStats::of(&[self.cfg.alpha as f32]),
+            Some(p) => SlopeStats::of(&p.weight().flatten_all()?.to_vec1::<f32>()?),
+        })
+    }
+
+    /// The learned slopes (`None` when fixed).
+    pub fn slopes(&self) -> Option<&Tensor> {
+        self.prelu.as_ref().map(PReLU::weight)
     }
 
     fn list(&self) -> [&Tensor; 6] {
@@ -122,7 +279,8 @@ impl CharRnn {
 
     /// The same weights cut off from autograd (for evaluation and sampling).
     pub fn detached(&self) -> Self {
-        Self::from_array(self.cfg, self.list().map(Tensor::detach))
+        let prelu = (self.prelu.as_ref()).map(|p| PReLU::new(p.weight().detach(), p.is_scalar()));
+        Self::from_array(self.cfg, self.list().map(Tensor::detach), prelu)
     }
 
     /// A copy of the weights that later training steps do not change (the optimiser updates
@@ -130,15 +288,21 @@ impl CharRnn {
     pub fn snapshot(&self) -> Result<Self> {
         let list = self.list().map(|t| t.detach().copy());
         let [emb, w_x, b, w_h, w_out, b_out] = list;
+        let prelu = match &self.prelu {
+            Some(p) => Some(PReLU::new(p.weight().detach().copy()?, p.is_scalar())),
+            None => None,
+        };
         Ok(Self::from_array(
             self.cfg,
             [emb?, w_x?, b?, w_h?, w_out?, b_out?],
+            prelu,
         ))
     }
 
     /// Runs `x` (`(batch, steps)` u32 ids) from hidden state `h0` (`(batch, hidden)`). The
     /// input projection of every step is one matmul; the recurrence applies `LeakyRelu(alpha)`
-    /// through `apply_op1`. With `track`, also returns each unit's largest pre-activation.
+    /// through `apply_op1`, or the PReLU layer when slopes are learned. With `track`, also
+    /// returns each unit's largest pre-activation.
     pub fn forward(&self, x: &Tensor, h0: &Tensor, track: bool) -> Result<Output> {
         self.forward_masked(x, h0, track, None)
     }
@@ -183,7 +347,10 @@ impl CharRnn {
                     Some(p) => m.maximum(&p)?,
                 });
             }
-            h = z.apply_op1(op)?;
+            h = match &self.prelu {
+                Some(p) => p.forward(&z)?,
+                None => z.apply_op1(op)?,
+            };
             hs.push(h.clone());
         }
         let mut hs = Tensor::stack(&hs, 0)?.reshape((steps * batch, hidden))?;
@@ -208,7 +375,9 @@ impl CharRnn {
         )?)
     }
 
-    /// Writes weights, vocabulary and configuration to one safetensors file.
+    /// Writes weights, vocabulary and configuration to one safetensors file; learned slopes
+    /// as `prelu.weight`, with their kind as a fourth `config` value (a fixed-slope checkpoint
+    /// has the three values it always had).
     pub fn save(&self, vocab: &Vocab, path: &Path) -> Result<()> {
         let cpu = Device::Cpu;
         let mut map: HashMap<String, Tensor> = (NAMES.iter().zip(self.list()))
@@ -216,14 +385,19 @@ impl CharRnn {
             .collect::<Result<_>>()?;
         map.insert("vocab".into(), Tensor::new(vocab.code_points(), &cpu)?);
         let c = &self.cfg;
-        let config = [c.embed as f64, c.hidden as f64, c.alpha];
-        map.insert("config".into(), Tensor::new(&config, &cpu)?);
+        let mut config = vec![c.embed as f64, c.hidden as f64, c.alpha];
+        if let Some(w) = self.slopes() {
+            config.push(c.slopes.code());
+            map.insert(SLOPE_NAME.into(), w.detach().to_device(&cpu)?);
+        }
+        map.insert("config".into(), Tensor::new(config.as_slice(), &cpu)?);
         candle_core::safetensors::save(&map, path)
             .with_context(|| format!("cannot write checkpoint {}", path.display()))
     }
 
     /// Reads a checkpoint written by [`CharRnn::save`] onto `dev`, checking that the
-    /// vocabulary, configuration and weight shapes agree.
+    /// vocabulary, configuration and weight shapes agree. Checkpoints from before learned
+    /// slopes (three `config` values, no `prelu.weight`) load as fixed-slope models.
     pub fn load(path: &Path, dev: &Device) -> Result<(Self, Vocab)> {
         let what = || format!("checkpoint {}", path.display());
         let mut map = candle_core::safetensors::load(path, &Device::Cpu)
@@ -235,18 +409,29 @@ impl CharRnn {
         let vocab = Vocab::from_code_points(&take("vocab")?.to_vec1::<u32>()?)
             .with_context(|| format!("{}: bad vocabulary", what()))?;
         let config = take("config")?.to_vec1::<f64>()?;
-        let &[embed, hidden, alpha] = config.as_slice() else {
+        let (&[embed, hidden, alpha], kind) = config.split_at(3.min(config.len())) else {
             bail!(
-                "{}: `config` must hold 3 values, got {}",
+                "{}: `config` must hold 3 or 4 values, got {}",
                 what(),
                 config.len()
             );
+        };
+        let slopes = match kind {
+            [] => SlopeKind::Fixed,
+            [k] if *k == SlopeKind::PerUnit.code() => SlopeKind::PerUnit,
+            [k] if *k == SlopeKind::Shared.code() => SlopeKind::Shared,
+            _ => bail!(
+                "{}: `config` must hold 3 values, or 4 with the slope kind 1 (per unit) or 2 \
+                 (shared) last; got {config:?}",
+                what()
+            ),
         };
         let cfg = Config {
             vocab: vocab.len(),
             embed: embed as usize,
             hidden: hidden as usize,
             alpha,
+            slopes,
         };
         let (v, e, h) = (cfg.vocab, cfg.embed, cfg.hidden);
         let shapes: [&[usize]; 6] = [&[v, e], &[h, e], &[h], &[h, h], &[v, h], &[v]];
@@ -271,8 +456,46 @@ impl CharRnn {
             list.push(t.to_device(dev)?);
         }
         let list: [Tensor; 6] = list.try_into().map_err(|_| anyhow!("six weight tensors"))?;
-        Ok((Self::from_array(cfg, list), vocab))
+        let stored = map.remove(SLOPE_NAME);
+        let prelu = match (slopes, stored) {
+            (SlopeKind::Fixed, None) => None,
+            (SlopeKind::Fixed, Some(_)) => bail!(
+                "{}: holds `{SLOPE_NAME}` but its `config` has no slope kind",
+                what()
+            ),
+            (_, None) => bail!(
+                "{} has no tensor `{SLOPE_NAME}` (its `config` says the slopes are learned)",
+                what()
+            ),
+            (kind, Some(w)) => {
+                let want = [if kind == SlopeKind::Shared { 1 } else { h }];
+                ensure!(
+                    w.dims() == want && w.dtype() == DType::F32,
+                    "{}: `{SLOPE_NAME}` is {:?} {:?}, the config needs f32 {want:?}",
+                    what(),
+                    w.dtype(),
+                    w.dims()
+                );
+                Some(PReLU::new(w.to_device(dev)?, kind == SlopeKind::Shared))
+            }
+        };
+        Ok((Self::from_array(cfg, list, prelu), vocab))
     }
+}
+
+/// A PReLU layer of `kind` over `hidden` units, made by `prelu` on a fresh variable map and
+/// set to `alpha`; returns it and its variable.
+fn new_prelu(kind: SlopeKind, hidden: usize, alpha: f64, dev: &Device) -> Result<(PReLU, Var)> {
+    let map = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, dev);
+    let channels = (kind == SlopeKind::PerUnit).then_some(hidden);
+    let layer = prelu(channels, vb.pp("prelu"))?;
+    let vars = map.all_vars();
+    let [var] = vars.as_slice() else {
+        bail!("a PReLU layer with {} variables, not 1", vars.len());
+    };
+    var.set(&Tensor::full(alpha as f32, var.shape(), dev)?)?;
+    Ok((layer, var.clone()))
 }
 
 /// Mean cross-entropy (nats per character) of time-major `logits` against `y`

@@ -1,20 +1,29 @@
 //! Tests of the example (run by `cargo test`: the example target has `test = true`).
 
-use super::*;
+use crate::cli::{device, parse_cli, Cli, Cmd, DeviceArg, LabArgs};
+use crate::commands::run_lab;
 use crate::data::{read_text, Corpus, Vocab};
-use crate::model::CharRnn;
+use crate::lab::SlopeSpec;
+use crate::model::{CharRnn, SlopeKind};
 use crate::sample::{sample, SampleOpts};
 use crate::train::{train, Settings};
+use crate::{data, lab, model, train};
+use anyhow::Result;
+use candle_core::Device;
 use candle_core::Tensor;
+use clap::Parser;
+use std::path::{Path, PathBuf};
 
 const TEXT: &str =
     "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. ";
 
-fn text() -> String {
+/// A small repeated pangram text.
+pub fn text() -> String {
     TEXT.repeat(40)
 }
 
-fn settings(steps: usize) -> Settings {
+/// Small, fast training settings (fixed slope 0.01, no knockout, no probes).
+pub fn settings(steps: usize) -> Settings {
     Settings {
         steps,
         batch: 8,
@@ -34,10 +43,13 @@ fn settings(steps: usize) -> Settings {
         knockout_bias: 0.0,
         patience: 0,
         dropout: 0.0,
+        slopes: SlopeKind::Fixed,
+        probe_every: 0,
     }
 }
 
-fn temp_path(name: &str) -> PathBuf {
+/// A path in the temporary directory, unique to this process.
+pub fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("char_rnn_test_{}_{name}", std::process::id()))
 }
 
@@ -48,7 +60,8 @@ fn opts(prime: &str) -> SampleOpts {
     }
 }
 
-fn err_text<T>(r: anyhow::Result<T>) -> String {
+/// The error text of `r`, which must be an error.
+pub fn err_text<T>(r: anyhow::Result<T>) -> String {
     match r {
         Ok(_) => panic!("expected an error"),
         Err(e) => format!("{e:#}"),
@@ -240,11 +253,13 @@ fn inactive_units_are_measured_on_the_whole_validation_set() -> Result<()> {
         embed: 2,
         hidden: 3,
         alpha: 0.0,
+        slopes: SlopeKind::Fixed,
     };
     let (model, vars) = CharRnn::init(cfg, 0.0, 1, &Device::Cpu)?;
     let t = |v: &[f32], shape: (usize, usize)| Tensor::from_slice(v, shape, &Device::Cpu);
-    vars[0].set(&t(&[1.0, 0.0, 0.0, 1.0], (2, 2))?)?;
-    vars[1].set(&t(&[0.0, 1.0, 1.0, 1.0, -1.0, -1.0], (3, 2))?)?;
+    vars.emb.set(&t(&[1.0, 0.0, 0.0, 1.0], (2, 2))?)?;
+    vars.w_x
+        .set(&t(&[0.0, 1.0, 1.0, 1.0, -1.0, -1.0], (3, 2))?)?;
     let ids = vocab.encode(text)?;
     let whole = data::Streams::new(&ids, 1, 4)?;
     assert_eq!(whole.batches_per_pass(), 4);
@@ -423,6 +438,7 @@ fn bad_lab_and_regularisation_settings_are_errors() {
     let cfg = lab::Lab {
         settings: settings(1),
         alphas: vec![],
+        learn_init: 0.25,
         knockout: 0.25,
         knockout_bias: -4.0,
         baseline: true,
@@ -444,7 +460,8 @@ fn lab_preset_sets_only_the_flags_not_given() -> Result<()> {
         (plain.run.lr, plain.run.irnn_scale, plain.knockout),
         (2e-2, 0.9, 0.25)
     );
-    assert_eq!(plain.alphas, [0.0, 0.01, 0.2]);
+    let fixed = |a: &[f64]| a.iter().map(|&a| SlopeSpec::Fixed(a)).collect::<Vec<_>>();
+    assert_eq!(plain.alphas, fixed(&[0.0, 0.01, 0.2]));
     let high = lab_args(&["--preset", "high-lr"])?;
     assert_eq!(
         (high.run.lr, high.run.irnn_scale, high.knockout),
@@ -452,7 +469,7 @@ fn lab_preset_sets_only_the_flags_not_given() -> Result<()> {
     );
     let mixed = lab_args(&["--preset", "high-lr", "--lr", "0.05", "--alphas", "0,0.3"])?;
     assert_eq!((mixed.run.lr, mixed.run.irnn_scale), (0.05, 0.5));
-    assert_eq!(mixed.alphas, [0.0, 0.3]);
+    assert_eq!(mixed.alphas, fixed(&[0.0, 0.3]));
     Ok(())
 }
 
@@ -496,10 +513,13 @@ fn lab_command_writes_lines_csv_and_plot() -> Result<()> {
     assert_eq!(lines.len(), 1 + 2 * 2 * 3);
     assert!(lines[1].starts_with("alpha 0 knockout,0,,"), "{}", lines[1]);
     assert!(lines[4].starts_with("alpha 0 baseline,0,,"), "{}", lines[4]);
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = header.iter().position(|&c| c == "knocked_out").unwrap();
     for l in &lines[1..] {
-        let k = if l.contains(" knockout,") { ",8" } else { ",0" };
-        assert!(
-            l.ends_with(k),
+        let k = if l.contains(" knockout,") { "8" } else { "0" };
+        assert_eq!(
+            l.split(',').nth(col),
+            Some(k),
             "K = 8 of 32 knocked out, none in baselines: {l}"
         );
     }
@@ -514,7 +534,8 @@ fn lab_summary_line_has_the_documented_fields() -> Result<()> {
             hidden: 32,
             ..settings(4)
         },
-        alphas: vec![0.0],
+        alphas: vec![SlopeSpec::Fixed(0.0)],
+        learn_init: 0.25,
         knockout: 0.25,
         knockout_bias: -4.0,
         baseline: false,
@@ -535,10 +556,15 @@ fn lab_summary_line_has_the_documented_fields() -> Result<()> {
         "val_loss",
         "baseline_val_loss",
         "inactive_end",
+        "grad_norm_median",
+        "grad_norm_max",
+        "clip_rate",
+        "revive_half_step",
+        "revive_90_step",
     ];
     assert_eq!(keys, want);
     assert!(
-        line.contains(" baseline_val_loss=na ") && line.ends_with('%'),
+        line.contains(" baseline_val_loss=na ") && line.contains("% grad_norm_median="),
         "{line}"
     );
     Ok(())
@@ -553,7 +579,8 @@ fn lab_reports_a_diverged_run_and_goes_on() -> Result<()> {
             warmup: 1,
             ..settings(20)
         },
-        alphas: vec![0.5, 0.01],
+        alphas: vec![SlopeSpec::Fixed(0.5), SlopeSpec::Fixed(0.01)],
+        learn_init: 0.25,
         knockout: 0.0,
         knockout_bias: 0.0,
         baseline: true,
@@ -568,7 +595,12 @@ fn lab_reports_a_diverged_run_and_goes_on() -> Result<()> {
     assert!(diverged < 20);
     let line = lab::summary_line(&runs[0]);
     assert!(
-        line.ends_with("val_loss=diverged baseline_val_loss=na inactive_end=na"),
+        line.contains(" val_loss=diverged baseline_val_loss=na inactive_end=na grad_norm_median="),
+        "{line}"
+    );
+    // Nothing knocked out: no revival to time.
+    assert!(
+        line.ends_with(" revive_half_step=na revive_90_step=na"),
         "{line}"
     );
     Ok(())

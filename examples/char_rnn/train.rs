@@ -1,9 +1,11 @@
 //! Training: AdamW with warm-up and cosine decay, global gradient-norm clipping, truncated
 //! BPTT with the hidden state carried across batches, periodic validation that also measures
 //! which hidden units are inactive, and the best-validation checkpoint with early stopping.
+//! Every step records the gradient norm before clipping; every `probe_every` steps a probe
+//! reads the slopes and checks the knocked-out units on a fixed slice of validation data.
 
 use crate::data::{Corpus, Streams, Vocab};
-use crate::model::{loss, CharRnn, Config};
+use crate::model::{loss, CharRnn, Config, SlopeKind, SlopeStats, Vars};
 use anyhow::{ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -25,8 +27,10 @@ pub struct Settings {
     pub embed: usize,
     /// Hidden units.
     pub hidden: usize,
-    /// LeakyReLU slope (`0` is ReLU).
+    /// LeakyReLU slope (`0` is ReLU); the initial slope when learned.
     pub alpha: f64,
+    /// Fixed or learned slopes.
+    pub slopes: SlopeKind,
     /// Peak learning rate.
     pub lr: f64,
     /// AdamW weight decay.
@@ -51,7 +55,13 @@ pub struct Settings {
     pub patience: usize,
     /// Dropout on the recurrent output before the read-out (training only).
     pub dropout: f64,
+    /// Probe every this many steps (and at step 0); `0`: never.
+    pub probe_every: usize,
 }
+
+/// Validation batches a probe reads: the first two of a pass, hidden state from zero (with the
+/// default 64 streams of 64 characters, 8,192 characters).
+pub const PROBE_BATCHES: usize = 2;
 
 /// One validation point.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +83,20 @@ pub struct Point {
     pub revived: usize,
     /// Knocked-out units active now.
     pub knocked_alive: usize,
+    /// The slopes now.
+    pub slope: SlopeStats,
+}
+
+/// A probe: a cheap look between evaluations.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    /// Steps done.
+    pub step: usize,
+    /// Knocked-out units whose pre-activation is `> 0` somewhere in the first
+    /// [`PROBE_BATCHES`] validation batches (`None` when nothing is knocked out).
+    pub knocked_alive: Option<usize>,
+    /// The slopes now.
+    pub slope: SlopeStats,
 }
 
 /// A finished run.
@@ -95,6 +119,14 @@ pub struct Run {
     pub secs: f64,
     /// Training characters per second of wall time.
     pub chars_per_s: f64,
+    /// Per step done: the global gradient norm before clipping.
+    pub grad_norms: Vec<f64>,
+    /// Steps on which clipping scaled the gradients (norm above the bound).
+    pub clipped: usize,
+    /// The bound (`Settings::clip`).
+    pub clip: f64,
+    /// The probes, the first at step 0 (empty when `probe_every` is 0).
+    pub probes: Vec<Probe>,
 }
 
 impl Run {
@@ -111,6 +143,20 @@ impl Run {
     /// Optimiser steps done.
     pub fn steps(&self) -> usize {
         self.diverged.unwrap_or(self.last().step)
+    }
+
+    /// Share of the steps done on which clipping fired (NaN before the first step).
+    pub fn clip_rate(&self) -> f64 {
+        self.clipped as f64 / self.grad_norms.len() as f64
+    }
+
+    /// Steps until half and until nine tenths of the knocked-out units were alive on the
+    /// probes' slice (`None`: not within the run, or nothing knocked out).
+    pub fn revival(&self) -> (Option<usize>, Option<usize>) {
+        let series: Vec<(usize, usize)> = (self.probes.iter())
+            .filter_map(|p| p.knocked_alive.map(|a| (p.step, a)))
+            .collect();
+        crate::measures::revival_steps(&series, self.knocked.len())
     }
 }
 
@@ -134,6 +180,11 @@ fn check(s: &Settings) -> Result<()> {
     ensure!(
         s.alpha.is_finite(),
         "--alpha must be finite, got {}",
+        s.alpha
+    );
+    ensure!(
+        !s.slopes.learned() || (s.alpha as f32).is_finite(),
+        "the initial learned slope (--alpha, --learn-init) must be finite as an f32, got {}",
         s.alpha
     );
     ensure!(
@@ -194,10 +245,15 @@ impl Eval {
 /// One full pass over `val` with the hidden state carried from a zero start, as in training:
 /// the mean loss and which units were active (pre-activation `> 0`) at any position.
 pub fn evaluate(model: &CharRnn, val: &Streams) -> Result<Eval> {
+    evaluate_first(model, val, val.batches_per_pass())
+}
+
+/// [`evaluate`] over the first `n` batches of a pass only (all of them if there are fewer).
+pub fn evaluate_first(model: &CharRnn, val: &Streams, n: usize) -> Result<Eval> {
     let model = model.detached();
     let dev = model_device(&model)?;
     let (mut h, mut total, mut pre_max) = (model.zero_state(val.rows())?, 0.0, None);
-    let n = val.batches_per_pass();
+    let n = n.min(val.batches_per_pass());
     for i in 0..n {
         let b = val.batch_at(i);
         let (x, y) = tensors(&b.x, &b.y, b.rows, &dev)?;
@@ -224,12 +280,13 @@ fn model_device(model: &CharRnn) -> Result<Device> {
     Ok(model.zero_state(1)?.device().clone())
 }
 
-/// Scales the gradients of `vars` so that their global L2 norm is at most `clip`.
-fn clip_grads(
+/// Scales the gradients of `vars` so that their global L2 norm is at most `clip`; returns the
+/// norm before scaling (squares summed per tensor in f32, then across tensors in f64).
+pub fn clip_grads(
     grads: &mut candle_core::backprop::GradStore,
     vars: &[candle_core::Var],
     clip: f64,
-) -> Result<()> {
+) -> Result<f64> {
     let mut sq = 0.0f64;
     for v in vars {
         if let Some(g) = grads.get(v) {
@@ -244,7 +301,7 @@ fn clip_grads(
             }
         }
     }
-    Ok(())
+    Ok(norm)
 }
 
 /// The knocked-out units of a run: `round(knockout * hidden)` units drawn from the seed (the
@@ -266,161 +323,334 @@ fn dropout_mask(rng: &mut StdRng, shape: (usize, usize), p: f64, dev: &Device) -
     Ok(Tensor::from_vec(m, shape, dev)?)
 }
 
+/// The progress bar and the evaluation lines of a run; both hidden without a label.
+struct Progress {
+    bar: ProgressBar,
+    label: Option<String>,
+}
+
+impl Progress {
+    fn new(label: Option<&str>, steps: usize) -> Result<Self> {
+        let bar = match label {
+            Some(label) => {
+                let bar = ProgressBar::new(steps as u64);
+                let style = ProgressStyle::with_template(&format!(
+                    "{label} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}"
+                ))?;
+                bar.set_style(style);
+                bar
+            }
+            None => ProgressBar::hidden(),
+        };
+        let label = label.map(str::to_string);
+        Ok(Self { bar, label })
+    }
+
+    /// Prints `line` above the bar, prefixed by the label.
+    fn say(&self, line: String) {
+        if let Some(l) = &self.label {
+            self.bar.suspend(|| println!("{l} {line}"));
+        }
+    }
+}
+
+/// What an evaluation decided.
+#[derive(PartialEq)]
+enum Verdict {
+    /// Go on training.
+    Continue,
+    /// Stop: `patience` evaluations without a better validation loss.
+    StopEarly,
+}
+
+/// A run in progress: the model, its optimiser, the data streams and everything measured so far.
+struct Trainer<'a> {
+    s: &'a Settings,
+    dev: &'a Device,
+    model: CharRnn,
+    vars: Vars,
+    opt: AdamW,
+    /// The learned slopes' optimiser (AdamW without weight decay), if learned.
+    slope_opt: Option<AdamW>,
+    stream: Streams,
+    val: Streams,
+    knocked: Vec<usize>,
+    history: Vec<Point>,
+    /// Per unit: active at the last evaluation.
+    active: Vec<bool>,
+    /// Per unit: a non-zero bias gradient since the last evaluation.
+    grad_seen: Vec<bool>,
+    /// Index in `history` of the best evaluation, and its weights.
+    best: usize,
+    best_model: Option<CharRnn>,
+    drop_rng: StdRng,
+    /// The hidden state carried from batch to batch.
+    h: Tensor,
+    /// Sum and count of the training losses since the last evaluation.
+    window: f64,
+    window_n: usize,
+    progress: Progress,
+    start: Instant,
+    grad_norms: Vec<f64>,
+    clipped: usize,
+    probes: Vec<Probe>,
+}
+
+impl<'a> Trainer<'a> {
+    /// Fresh weights (with the knockout applied), the optimiser, and the evaluation at step 0.
+    fn new(corpus: &Corpus, s: &'a Settings, dev: &'a Device, label: Option<&str>) -> Result<Self> {
+        let stream = Streams::new(&corpus.train, s.batch, s.seq_len)?;
+        let val = Streams::new(&corpus.val, s.batch, s.seq_len)?;
+        let cfg = Config {
+            vocab: corpus.vocab.len(),
+            embed: s.embed,
+            hidden: s.hidden,
+            alpha: s.alpha,
+            slopes: s.slopes,
+        };
+        let (model, vars) = CharRnn::init(cfg, s.irnn_scale, s.seed, dev)?;
+        let knocked = knocked_units(s);
+        if !knocked.is_empty() {
+            let mut b = vec![0f32; s.hidden];
+            knocked.iter().for_each(|&u| b[u] = s.knockout_bias as f32);
+            vars.b.set(&Tensor::from_vec(b, s.hidden, dev)?)?;
+        }
+        let params = ParamsAdamW {
+            lr: s.lr,
+            weight_decay: s.weight_decay,
+            ..Default::default()
+        };
+        let opt = AdamW::new(vars.weights(), params.clone())?;
+        let slope_opt = match &vars.slope {
+            Some(v) => {
+                let params = ParamsAdamW {
+                    weight_decay: 0.0,
+                    ..params
+                };
+                Some(AdamW::new(vec![v.clone()], params)?)
+            }
+            None => None,
+        };
+        let progress = Progress::new(label, s.steps)?;
+        let start = Instant::now();
+        let first = evaluate(&model, &val)?;
+        let p = Point {
+            step: 0,
+            train_loss: None,
+            val_loss: first.loss,
+            inactive_pct: first.inactive_pct(),
+            zero_grad_pct: None,
+            died: 0,
+            revived: 0,
+            knocked_alive: knocked.iter().filter(|&&u| first.active[u]).count(),
+            slope: model.slope_stats()?,
+        };
+        progress.say(eval_line(&p, knocked.len(), s));
+        let h = model.zero_state(stream.rows())?;
+        let mut t = Self {
+            s,
+            dev,
+            model,
+            vars,
+            opt,
+            slope_opt,
+            stream,
+            val,
+            knocked,
+            history: vec![p],
+            active: first.active,
+            grad_seen: vec![false; s.hidden],
+            best: 0,
+            best_model: None,
+            drop_rng: StdRng::seed_from_u64(s.seed ^ 0x6472_6f70_6f75_7421),
+            h,
+            window: 0.0,
+            window_n: 0,
+            progress,
+            start,
+            grad_norms: Vec::new(),
+            clipped: 0,
+            probes: Vec::new(),
+        };
+        if s.probe_every > 0 {
+            t.probe(0)?;
+        }
+        Ok(t)
+    }
+
+    /// Reads the slopes and, when units were knocked out, which of them are active on the
+    /// first [`PROBE_BATCHES`] validation batches.
+    fn probe(&mut self, done: usize) -> Result<()> {
+        let knocked_alive = match self.knocked.is_empty() {
+            true => None,
+            false => {
+                let e = evaluate_first(&self.model, &self.val, PROBE_BATCHES)?;
+                Some(self.knocked.iter().filter(|&&u| e.active[u]).count())
+            }
+        };
+        self.probes.push(Probe {
+            step: done,
+            knocked_alive,
+            slope: self.model.slope_stats()?,
+        });
+        Ok(())
+    }
+
+    fn chars_per_step(&self) -> f64 {
+        (self.stream.rows() * self.s.seq_len) as f64
+    }
+
+    /// One optimiser step on the next batch; returns the batch's loss. A loss that is not finite
+    /// is returned before anything changes.
+    fn step(&mut self, step: usize) -> Result<f64> {
+        let s = self.s;
+        let b = self.stream.next_batch();
+        if b.restart {
+            self.h = self.model.zero_state(b.rows)?;
+        }
+        let (x, y) = tensors(&b.x, &b.y, b.rows, self.dev)?;
+        let mask = match s.dropout > 0.0 {
+            true => Some(dropout_mask(
+                &mut self.drop_rng,
+                (b.x.len(), s.hidden),
+                s.dropout,
+                self.dev,
+            )?),
+            false => None,
+        };
+        let out = self
+            .model
+            .forward_masked(&x, &self.h, false, mask.as_ref())?;
+        let l = loss(&out.logits, &y)?;
+        let lv = l.to_scalar::<f32>()? as f64;
+        if !lv.is_finite() {
+            return Ok(lv);
+        }
+        let mut grads = out.backward(&l)?;
+        if let Some(g) = grads.get(&self.vars.b) {
+            let g = g.to_vec1::<f32>()?;
+            (self.grad_seen.iter_mut().zip(g)).for_each(|(seen, g)| *seen |= g != 0.0);
+        }
+        let norm = clip_grads(&mut grads, &self.vars.all(), s.clip)?;
+        self.grad_norms.push(norm);
+        self.clipped += usize::from(norm > s.clip);
+        let lr = learning_rate(s, step);
+        self.opt.set_learning_rate(lr);
+        self.opt.step(&grads)?;
+        if let Some(o) = &mut self.slope_opt {
+            o.set_learning_rate(lr);
+            o.step(&grads)?;
+        }
+        self.h = out.h.detach();
+        (self.window, self.window_n) = (self.window + lv, self.window_n + 1);
+        let done = step + 1;
+        let rate = self.chars_per_step() * done as f64 / self.start.elapsed().as_secs_f64();
+        self.progress.bar.set_position(done as u64);
+        (self.progress.bar).set_message(format!("loss {lv:.3} | {:.0} chars/s", rate));
+        if s.probe_every > 0 && done.is_multiple_of(s.probe_every) {
+            self.probe(done)?;
+        }
+        Ok(lv)
+    }
+
+    /// Whether an evaluation is due after `done` steps.
+    fn due(&self, done: usize) -> bool {
+        done.is_multiple_of(self.s.eval_every) || done == self.s.steps
+    }
+
+    /// The evaluation after `done` steps: measures, prints, keeps the best weights and decides
+    /// on early stopping.
+    fn evaluate_point(&mut self, done: usize) -> Result<Verdict> {
+        let (s, knocked) = (self.s, &self.knocked);
+        let e = evaluate(&self.model, &self.val)?;
+        let (died, revived) = status_changes(&self.active, &e.active);
+        let zero = self.grad_seen.iter().filter(|&&g| !g).count();
+        let p = Point {
+            step: done,
+            train_loss: Some(self.window / self.window_n as f64),
+            val_loss: e.loss,
+            inactive_pct: e.inactive_pct(),
+            zero_grad_pct: Some(100.0 * zero as f64 / s.hidden as f64),
+            died,
+            revived,
+            knocked_alive: knocked.iter().filter(|&&u| e.active[u]).count(),
+            slope: self.model.slope_stats()?,
+        };
+        (self.window, self.window_n, self.active) = (0.0, 0, e.active);
+        self.grad_seen.iter_mut().for_each(|g| *g = false);
+        self.progress.say(format!(
+            "{} ({:.0} s)",
+            eval_line(&p, knocked.len(), s),
+            self.start.elapsed().as_secs_f64()
+        ));
+        let prev = self.history[self.history.len() - 1];
+        if overfitting(&prev, &p) {
+            self.progress.say(format!(
+                "warning: validation loss rose ({:.4} -> {:.4}) while training loss fell: \
+                 overfitting (see the README on small texts)",
+                prev.val_loss, p.val_loss
+            ));
+        }
+        self.history.push(p);
+        let since_best = self.history.len() - 1 - self.best;
+        if self.best == 0 || p.val_loss < self.history[self.best].val_loss {
+            self.best = self.history.len() - 1;
+            self.best_model = Some(self.model.snapshot()?);
+        } else if s.patience > 0 && since_best >= s.patience && done < s.steps {
+            self.progress.say(format!(
+                "stopping early: no better validation loss in {} evaluations since step {}",
+                s.patience, self.history[self.best].step
+            ));
+            return Ok(Verdict::StopEarly);
+        }
+        Ok(Verdict::Continue)
+    }
+
+    /// The finished run.
+    fn finish(self, vocab: Vocab, diverged: Option<usize>, stopped_early: bool) -> Run {
+        self.progress.bar.finish_and_clear();
+        let secs = self.start.elapsed().as_secs_f64();
+        let steps = diverged.unwrap_or(self.history[self.history.len() - 1].step);
+        let chars_per_s = self.chars_per_step() * steps as f64 / secs;
+        Run {
+            model: (self.best_model).unwrap_or_else(|| self.model.detached()),
+            vocab,
+            history: self.history,
+            best: self.best,
+            knocked: self.knocked,
+            diverged,
+            stopped_early,
+            secs,
+            chars_per_s,
+            grad_norms: self.grad_norms,
+            clipped: self.clipped,
+            clip: self.s.clip,
+            probes: self.probes,
+        }
+    }
+}
+
 /// Trains on `text` on `dev`. `label` prefixes the progress bar and the evaluation lines; all
 /// hidden when `None`. A step whose loss is not finite ends the run (`Run::diverged`).
 pub fn train(text: &str, s: &Settings, dev: &Device, label: Option<&str>) -> Result<Run> {
     check(s)?;
     let corpus = Corpus::new(text, s.val_frac, s.seq_len)?;
-    let mut stream = Streams::new(&corpus.train, s.batch, s.seq_len)?;
-    let val = Streams::new(&corpus.val, s.batch, s.seq_len)?;
-    let cfg = Config {
-        vocab: corpus.vocab.len(),
-        embed: s.embed,
-        hidden: s.hidden,
-        alpha: s.alpha,
-    };
-    let (model, vars) = CharRnn::init(cfg, s.irnn_scale, s.seed, dev)?;
-    let knocked = knocked_units(s);
-    if !knocked.is_empty() {
-        let mut b = vec![0f32; s.hidden];
-        knocked.iter().for_each(|&u| b[u] = s.knockout_bias as f32);
-        vars[2].set(&Tensor::from_vec(b, s.hidden, dev)?)?;
-    }
-    let params = ParamsAdamW {
-        lr: s.lr,
-        weight_decay: s.weight_decay,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(vars.clone(), params)?;
-    let bar = match label {
-        Some(label) => {
-            let bar = ProgressBar::new(s.steps as u64);
-            let style = ProgressStyle::with_template(&format!(
-                "{label} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}"
-            ))?;
-            bar.set_style(style);
-            bar
-        }
-        None => ProgressBar::hidden(),
-    };
-    let say = |line: String| {
-        if let Some(l) = label {
-            bar.suspend(|| println!("{l} {line}"));
-        }
-    };
-    let start = Instant::now();
-    let first = evaluate(&model, &val)?;
-    let mut history = vec![Point {
-        step: 0,
-        train_loss: None,
-        val_loss: first.loss,
-        inactive_pct: first.inactive_pct(),
-        zero_grad_pct: None,
-        died: 0,
-        revived: 0,
-        knocked_alive: knocked.iter().filter(|&&u| first.active[u]).count(),
-    }];
-    say(eval_line(&history[0], knocked.len(), s.alpha));
-    let (mut active, mut grad_seen) = (first.active, vec![false; s.hidden]);
-    let (mut best, mut best_model, mut diverged, mut stopped_early) = (0, None, None, false);
-    let mut drop_rng = StdRng::seed_from_u64(s.seed ^ 0x6472_6f70_6f75_7421);
-    let (mut h, mut window, mut window_n) = (model.zero_state(stream.rows())?, 0.0, 0);
-    let chars_per_step = (stream.rows() * s.seq_len) as f64;
+    let mut t = Trainer::new(&corpus, s, dev, label)?;
+    let (mut diverged, mut stopped_early) = (None, false);
     for step in 0..s.steps {
-        let b = stream.next_batch();
-        if b.restart {
-            h = model.zero_state(b.rows)?;
-        }
-        let (x, y) = tensors(&b.x, &b.y, b.rows, dev)?;
-        let mask = match s.dropout > 0.0 {
-            true => Some(dropout_mask(
-                &mut drop_rng,
-                (b.x.len(), s.hidden),
-                s.dropout,
-                dev,
-            )?),
-            false => None,
-        };
-        let out = model.forward_masked(&x, &h, false, mask.as_ref())?;
-        let l = loss(&out.logits, &y)?;
-        let lv = l.to_scalar::<f32>()? as f64;
+        let lv = t.step(step)?;
         if !lv.is_finite() {
-            say(format!("training diverged at step {step} (loss {lv})"));
+            t.progress
+                .say(format!("training diverged at step {step} (loss {lv})"));
             diverged = Some(step);
             break;
         }
-        let mut grads = out.backward(&l)?;
-        if let Some(g) = grads.get(&vars[2]) {
-            let g = g.to_vec1::<f32>()?;
-            (grad_seen.iter_mut().zip(g)).for_each(|(seen, g)| *seen |= g != 0.0);
-        }
-        clip_grads(&mut grads, &vars, s.clip)?;
-        opt.set_learning_rate(learning_rate(s, step));
-        opt.step(&grads)?;
-        h = out.h.detach();
-        (window, window_n) = (window + lv, window_n + 1);
-        let done = step + 1;
-        let rate = chars_per_step * done as f64 / start.elapsed().as_secs_f64();
-        bar.set_position(done as u64);
-        bar.set_message(format!("loss {lv:.3} | {:.0} chars/s", rate));
-        if done % s.eval_every == 0 || done == s.steps {
-            let e = evaluate(&model, &val)?;
-            let (died, revived) = status_changes(&active, &e.active);
-            let zero = grad_seen.iter().filter(|&&g| !g).count();
-            let p = Point {
-                step: done,
-                train_loss: Some(window / window_n as f64),
-                val_loss: e.loss,
-                inactive_pct: e.inactive_pct(),
-                zero_grad_pct: Some(100.0 * zero as f64 / s.hidden as f64),
-                died,
-                revived,
-                knocked_alive: knocked.iter().filter(|&&u| e.active[u]).count(),
-            };
-            (window, window_n, active) = (0.0, 0, e.active);
-            grad_seen.iter_mut().for_each(|g| *g = false);
-            say(format!(
-                "{} ({:.0} s)",
-                eval_line(&p, knocked.len(), s.alpha),
-                start.elapsed().as_secs_f64()
-            ));
-            let prev = history[history.len() - 1];
-            if overfitting(&prev, &p) {
-                say(format!(
-                    "warning: validation loss rose ({:.4} -> {:.4}) while training loss fell: \
-                     overfitting (see the README on small texts)",
-                    prev.val_loss, p.val_loss
-                ));
-            }
-            history.push(p);
-            if best == 0 || p.val_loss < history[best].val_loss {
-                best = history.len() - 1;
-                best_model = Some(model.snapshot()?);
-            } else if s.patience > 0 && history.len() - 1 - best >= s.patience && done < s.steps {
-                say(format!(
-                    "stopping early: no better validation loss in {} evaluations since step {}",
-                    s.patience, history[best].step
-                ));
-                stopped_early = true;
-                break;
-            }
+        if t.due(step + 1) && t.evaluate_point(step + 1)? == Verdict::StopEarly {
+            stopped_early = true;
+            break;
         }
     }
-    bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
-    let steps = diverged.unwrap_or(history[history.len() - 1].step);
-    let chars_per_s = chars_per_step * steps as f64 / secs;
-    Ok(Run {
-        model: best_model.unwrap_or_else(|| model.detached()),
-        vocab: corpus.vocab,
-        history,
-        best,
-        knocked,
-        diverged,
-        stopped_early,
-        secs,
-        chars_per_s,
-    })
+    Ok(t.finish(corpus.vocab, diverged, stopped_early))
 }
 
 /// Units that became inactive (`died`) and active again (`revived`) between two evaluations.
@@ -439,12 +669,13 @@ pub fn overfitting(prev: &Point, p: &Point) -> bool {
 }
 
 /// One evaluation as printed during training.
-pub fn eval_line(p: &Point, knocked_out: usize, alpha: f64) -> String {
+pub fn eval_line(p: &Point, knocked_out: usize, s: &Settings) -> String {
     let train = p.train_loss.map_or("  -   ".into(), |t| format!("{t:.4}"));
-    let zero = match (p.zero_grad_pct, alpha == 0.0) {
+    let by_construction = s.slopes == SlopeKind::Fixed && s.alpha != 0.0;
+    let zero = match (p.zero_grad_pct, by_construction) {
         (None, _) => "-".into(),
-        (Some(z), true) => format!("{z:.1}%"),
-        (Some(z), false) => format!("{z:.1}% (0 by construction, alpha > 0)"),
+        (Some(z), false) => format!("{z:.1}%"),
+        (Some(z), true) => format!("{z:.1}% (0 by construction, alpha > 0)"),
     };
     let mut line = format!(
         "step {:>5}: train {train} val {:.4} inactive {:.1}% zero-grad {zero} died {} revived {}",
@@ -452,6 +683,10 @@ pub fn eval_line(p: &Point, knocked_out: usize, alpha: f64) -> String {
     );
     if knocked_out > 0 {
         line += &format!(" knocked-out alive {}/{knocked_out}", p.knocked_alive);
+    }
+    if s.slopes.learned() {
+        let a = p.slope;
+        line += &format!(" slope {:.4} [{:.4}, {:.4}]", a.mean, a.min, a.max);
     }
     line
 }

@@ -129,7 +129,9 @@ fn fwd<T: SliceKernel>(
     n: usize,
 ) -> Result<Vec<T>> {
     alloc_with(n, Op::Prelu, |dst| {
-        if let Some((o, e)) = lx.contiguous_offsets() {
+        if channel_last(ch, &[lx]) {
+            fwd_channel_last(x, lx, slopes, ch, dst)
+        } else if let Some((o, e)) = lx.contiguous_offsets() {
             let x = &x[o..e];
             let body = |t: usize, d: &mut [MaybeUninit<T>]| {
                 let i0 = t * TASK;
@@ -166,87 +168,227 @@ fn fwd<T: SliceKernel>(
     })
 }
 
-/// `dx` into `dst` (the first `n` elements of the backward's output).
-fn dx<T: SliceKernel>(
-    (x, lx): (&[T], &Layout),
-    (dy, ldy): (&[T], &Layout),
-    slopes: &[T::C],
-    ch: Channels,
-    dst: &mut [MaybeUninit<T>],
-) -> usize {
-    let n = dst.len();
-    match (lx.contiguous_offsets(), ldy.contiguous_offsets()) {
-        (Some((xo, xe)), Some((go, ge))) => {
-            let (x, dy) = (&x[xo..xe], &dy[go..ge]);
-            let body = |t: usize, d: &mut [MaybeUninit<T>]| {
-                let i0 = t * TASK;
-                segments(i0, d.len(), ch, slopes, |k, len, a| {
-                    let i = i0 + k;
-                    bwd_segment((x, i, 1), (dy, i, 1), &mut d[k..k + len], a)
-                });
-            };
-            if n >= PAR_MIN {
-                dst.par_chunks_mut(TASK)
-                    .enumerate()
-                    .for_each(|(t, d)| body(t, d));
-            } else {
-                dst.chunks_mut(TASK)
-                    .enumerate()
-                    .for_each(|(t, d)| body(t, d));
-            }
-            x.len().min(dy.len()).min(n)
+/// Whether the views keep a row's channels next to each other in memory (dim 1 of stride 1, as a
+/// channel-last tensor seen in NCHW order) while the elements of one channel are apart: then the
+/// channel-last paths walk memory in order, all channels at once.
+fn channel_last(ch: Channels, layouts: &[&Layout]) -> bool {
+    ch.channels > 1
+        && ch.inner > 1
+        && layouts.iter().all(|l| {
+            let s = l.stride();
+            s.len() >= 3 && s[1] == 1 && !l.is_contiguous()
+        })
+}
+
+/// Rows of `rows_per_task` rows (dim 0) of x, and a walk of one row's positions (the dims after
+/// the channel dim) in logical order, for the views in `layouts` (one shape).
+struct RowWalk<const K: usize> {
+    rest: Walk<K>,
+    row_strides: [usize; K],
+    starts: [usize; K],
+}
+
+impl<const K: usize> RowWalk<K> {
+    fn new(layouts: [&Layout; K]) -> Self {
+        let rest: [Layout; K] = std::array::from_fn(|k| {
+            let l = layouts[k];
+            Layout::new(l.dims()[2..].into(), l.stride()[2..].to_vec(), 0)
+        });
+        Self {
+            rest: Walk::new(std::array::from_fn(|k| &rest[k])),
+            row_strides: std::array::from_fn(|k| layouts[k].stride()[0]),
+            starts: std::array::from_fn(|k| layouts[k].start_offset()),
         }
-        _ => {
-            let w = Walk::new([lx, ldy]);
-            let ([sx, sg], len) = (w.inner, w.len);
-            split_runs(dst, len, |first, dst| {
-                let mut written = 0;
-                let runs = dst.chunks_exact_mut(len).zip(w.runs(first));
-                for (r, (d, [ox, og])) in runs.enumerate() {
-                    let i0 = (first + r) * len;
-                    segments(i0, len, ch, slopes, |k, seg, a| {
-                        let xs = (x, ox + k * sx, sx);
-                        bwd_segment(xs, (dy, og + k * sg, sg), &mut d[k..k + seg], a)
-                    });
-                    written += len;
+    }
+
+    /// Calls `f(p0, offsets)` for the positions of row `a` in order, up to [`TILE`] at a time:
+    /// `p0` is the first position, `offsets` the storage offset of each position's first
+    /// channel in each view.
+    fn tiles(&self, a: usize, mut f: impl FnMut(usize, &[[usize; K]])) {
+        let (len, inner) = (self.rest.len, self.rest.inner);
+        let mut offs: Vec<[usize; K]> = Vec::with_capacity(TILE);
+        let mut p0 = 0;
+        for run in self.rest.runs(0) {
+            for q in 0..len {
+                offs.push(std::array::from_fn(|k| {
+                    self.starts[k] + a * self.row_strides[k] + run[k] + q * inner[k]
+                }));
+                if offs.len() == TILE {
+                    f(p0, &offs);
+                    p0 += TILE;
+                    offs.clear();
                 }
-                written
-            })
+            }
+        }
+        if !offs.is_empty() {
+            f(p0, &offs);
         }
     }
 }
 
-/// The weight gradient, `dw[c] = R_T(S_c)` with `S_c` the channel's terms summed in the order of
-/// `tree.rs`, into `dst` (`ch.channels` elements).
-fn dw<T: SliceKernel>(
-    (x, lx): (&[T], &Layout),
-    (dy, ldy): (&[T], &Layout),
+/// Positions per tile of the channel-last paths: a tile's channels are transposed through a
+/// small buffer, so that each channel's outputs are written as one contiguous run (not one
+/// scattered element per channel and position, a different page each).
+const TILE: usize = 64;
+
+/// The forward of a channel-last view, tile by tile: each tile's positions read with all their
+/// channels, transposed, and each channel's run of outputs written through the slice kernel.
+/// Rows split across threads.
+fn fwd_channel_last<T: SliceKernel>(
+    x: &[T],
+    lx: &Layout,
+    slopes: &[T::C],
     ch: Channels,
-    n: usize,
     dst: &mut [MaybeUninit<T>],
 ) -> usize {
-    if n == 0 {
-        // Every channel is empty: S = +0.0.
-        for d in dst.iter_mut() {
-            d.write(T::narrow(<T::C as super::tree::Acc>::POS_ZERO));
+    let (c_count, inner) = (ch.channels, ch.inner);
+    let per_row = c_count * inner;
+    let walk = RowWalk::new([lx]);
+    let body = |a0: usize, out: &mut [MaybeUninit<T>]| {
+        let mut tile = Tile::new(c_count, x[0]);
+        for (r, row) in out.chunks_exact_mut(per_row).enumerate() {
+            walk.tiles(a0 + r, |p0, offs| {
+                let xs = tile.load(x, offs.iter().map(|o| o[0]));
+                for (c, &s) in slopes.iter().enumerate() {
+                    let d = &mut row[c * inner + p0..][..offs.len()];
+                    T::fwd_run(&xs[c * TILE..][..offs.len()], d, s);
+                }
+            });
         }
-        return dst.len();
+        out.len()
+    };
+    let rows_per_task = (TASK / per_row).max(1);
+    if dst.len() >= PAR_MIN && dst.len() > rows_per_task * per_row {
+        (dst.par_chunks_mut(rows_per_task * per_row).enumerate())
+            .map(|(t, d)| body(t * rows_per_task, d))
+            .sum()
+    } else {
+        body(0, dst)
     }
-    if ch.outer * ch.inner == 1 {
-        // One term per channel (a weight of x's own shape): S is the term itself.
-        let w = Walk::new([lx, ldy]);
-        let ([sx, sg], len) = (w.inner, w.len);
-        let mut i = 0;
-        for [ox, og] in w.runs(0) {
-            for q in 0..len {
-                dst[i].write(T::narrow(x[ox + q * sx].term(dy[og + q * sg])));
-                i += 1;
+}
+
+/// A tile of `TILE` positions by C channels, stored channel by channel.
+struct Tile<T> {
+    buf: Vec<T>,
+    c_count: usize,
+}
+
+impl<T: Copy> Tile<T> {
+    fn new(c_count: usize, fill: T) -> Self {
+        Self {
+            buf: vec![fill; TILE * c_count],
+            c_count,
+        }
+    }
+
+    /// The channels of the positions whose first channel is at `offs`, transposed: channel `c`
+    /// of position `j` at `c * TILE + j`.
+    fn load(&mut self, src: &[T], offs: impl Iterator<Item = usize>) -> &[T] {
+        for (j, o) in offs.enumerate() {
+            for (c, &v) in src[o..o + self.c_count].iter().enumerate() {
+                self.buf[c * TILE + j] = v;
             }
         }
-        return i;
+        &self.buf
     }
-    // Threads take whole rows of x (its dim 0), and split only where every channel's terms
-    // start a block: before row `a` with `a * terms_per_row` a multiple of BLOCK.
+}
+
+/// The backward of channel-last views of x and dy, tile by tile: `dx` as the forward writes `y`,
+/// and each channel's run of terms pushed to its running sum. Threads split rows where every
+/// channel's terms start a block.
+fn bwd_channel_last<T: SliceKernel>(
+    (x, lx): (&[T], &Layout),
+    (dy, ldy): (&[T], &Layout),
+    slopes: &[T::C],
+    ch: Channels,
+    out_dx: &mut [MaybeUninit<T>],
+    out_dw: &mut [MaybeUninit<T>],
+) -> usize {
+    let (c_count, inner) = (ch.channels, ch.inner);
+    let per_row = c_count * inner;
+    let n = out_dx.len();
+    let rows = n / per_row;
+    let step = BLOCK / gcd(inner, BLOCK);
+    let rows_per_task = if n >= PAR_MIN {
+        (TASK / per_row).max(1).next_multiple_of(step)
+    } else {
+        rows
+    };
+    let walk = RowWalk::new([lx, ldy]);
+    // One task: dx of its rows and the block sums of every channel.
+    let task = |a0: usize, out: &mut [MaybeUninit<T>]| -> Vec<Vec<T::C>> {
+        let (mut tx, mut tg) = (Tile::new(c_count, x[0]), Tile::new(c_count, dy[0]));
+        let mut blocks: Vec<Blocks<T::C>> = (0..c_count).map(|_| Blocks::new()).collect();
+        let mut terms: Vec<T::C> = Vec::with_capacity(TILE);
+        for (r, row) in out.chunks_exact_mut(per_row).enumerate() {
+            walk.tiles(a0 + r, |p0, offs| {
+                let m = offs.len();
+                let xs = tx.load(x, offs.iter().map(|o| o[0]));
+                let gs = tg.load(dy, offs.iter().map(|o| o[1]));
+                for (c, (&s, b)) in slopes.iter().zip(&mut blocks).enumerate() {
+                    let (xc, gc) = (&xs[c * TILE..][..m], &gs[c * TILE..][..m]);
+                    T::bwd_run(xc, gc, &mut row[c * inner + p0..][..m], s);
+                    terms.clear();
+                    terms.extend(xc.iter().zip(gc).map(|(x, &g)| x.term(g)));
+                    b.push(&terms);
+                }
+            });
+        }
+        blocks.into_iter().map(Blocks::into_sums).collect()
+    };
+    let chunk = rows_per_task * per_row;
+    let parts: Vec<Vec<Vec<T::C>>> = if chunk < n {
+        (out_dx.par_chunks_mut(chunk).enumerate())
+            .map(|(t, d)| task(t * rows_per_task, d))
+            .collect()
+    } else {
+        vec![task(0, out_dx)]
+    };
+    for (c, d) in out_dw.iter_mut().enumerate() {
+        let mut sums: Vec<T::C> = parts.iter().flat_map(|p| p[c].iter().copied()).collect();
+        d.write(T::narrow(tree(&mut sums)));
+    }
+    n + c_count
+}
+
+/// The backward for a weight of x's own shape (one term per channel): `dx[i]` and
+/// `dw[i] = R_T(t_i)` (a single term is its own sum) in one walk. Returns the elements written.
+fn bwd_each<T: SliceKernel>(
+    (x, lx): (&[T], &Layout),
+    (dy, ldy): (&[T], &Layout),
+    slopes: &[T::C],
+    out_dx: &mut [MaybeUninit<T>],
+    out_dw: &mut [MaybeUninit<T>],
+) -> usize {
+    let w = Walk::new([lx, ldy]);
+    let ([sx, sg], len) = (w.inner, w.len);
+    let mut i = 0;
+    for [ox, og] in w.runs(0) {
+        for q in 0..len {
+            let (x, dy) = (x[ox + q * sx], dy[og + q * sg]);
+            out_dx[i].write(x.bwd(dy, slopes[i]));
+            out_dw[i].write(T::narrow(x.term(dy)));
+            i += 1;
+        }
+    }
+    2 * i
+}
+
+/// The backward in one pass over x and dy: `dx` into `out_dx` (x's `n` elements) and the
+/// weight gradient `dw[c] = R_T(S_c)` into `out_dw`, `S_c` the channel's terms summed in the
+/// order of `tree.rs`. Threads take whole rows of x (its dim 0) and the matching rows of `dx`,
+/// splitting only where every channel's terms start a block (before row `a` with
+/// `a * terms_per_row` a multiple of BLOCK), so the sums are the same for any thread count.
+/// Returns the elements written.
+fn bwd_rows<T: SliceKernel>(
+    (x, lx): (&[T], &Layout),
+    (dy, ldy): (&[T], &Layout),
+    slopes: &[T::C],
+    ch: Channels,
+    out_dx: &mut [MaybeUninit<T>],
+    out_dw: &mut [MaybeUninit<T>],
+) -> usize {
+    let n = out_dx.len();
     let rows = lx.dims().first().copied().unwrap_or(1);
     let per_row = n / rows;
     let terms_per_row = if ch.channels == 1 { per_row } else { ch.inner };
@@ -256,47 +398,63 @@ fn dw<T: SliceKernel>(
     } else {
         rows
     };
-    let tasks = rows.div_ceil(rows_per_task);
-    // One task: the block sums of every channel over rows `a0 .. a0 + rows_per_task`.
-    let task = |t: usize| -> Vec<Vec<T::C>> {
+    // One task: dx of rows `a0 ..` (its chunk of `out_dx`) and every channel's block sums.
+    let task = |t: usize, out: &mut [MaybeUninit<T>]| -> (usize, Vec<Vec<T::C>>) {
         let a0 = t * rows_per_task;
-        let count = rows_per_task.min(rows - a0);
+        let count = out.len() / per_row;
         let (sub_x, sub_dy) = (narrow_rows(lx, a0, count), narrow_rows(ldy, a0, count));
         let w = Walk::new([&sub_x, &sub_dy]);
         let ([sx, sg], len) = (w.inner, w.len);
         let mut blocks: Vec<Blocks<T::C>> = (0..ch.channels).map(|_| Blocks::new()).collect();
         let mut terms: Vec<T::C> = Vec::new();
+        let mut written = 0;
         for (r, [ox, og]) in w.runs(0).enumerate() {
-            let i0 = a0 * per_row + r * len;
-            let mut k = 0;
-            while k < len {
-                let i = i0 + k;
-                if ch.inner == 1 {
-                    let c = i % ch.channels;
-                    blocks[c].push_one(x[ox + k * sx].term(dy[og + k * sg]));
-                    k += 1;
+            let (i0, base) = (a0 * per_row + r * len, r * len);
+            segments(i0, len, ch, slopes, |k, seg, a| {
+                let (xk, gk) = (ox + k * sx, og + k * sg);
+                let d = &mut out[base + k..base + k + seg];
+                bwd_segment((x, xk, sx), (dy, gk, sg), d, a);
+                written += seg;
+                if ch.inner == 1 && ch.channels > 1 {
+                    // One element per channel here: the segment runs across a row.
+                    let c0 = (i0 + k) % ch.channels;
+                    for q in 0..seg {
+                        let t = x[xk + q * sx].term(dy[gk + q * sg]);
+                        blocks[c0 + q].push_one(t);
+                    }
                 } else {
-                    let c = (i / ch.inner) % ch.channels;
-                    let seg = (ch.inner - i % ch.inner).min(len - k);
+                    let c = ((i0 + k) / ch.inner) % ch.channels;
                     terms.clear();
-                    terms.extend((k..k + seg).map(|q| x[ox + q * sx].term(dy[og + q * sg])));
+                    if sx == 1 && sg == 1 {
+                        let pairs = x[xk..xk + seg].iter().zip(&dy[gk..gk + seg]);
+                        terms.extend(pairs.map(|(x, &g)| x.term(g)));
+                    } else {
+                        let pairs = (0..seg).map(|q| (x[xk + q * sx], dy[gk + q * sg]));
+                        terms.extend(pairs.map(|(x, g)| x.term(g)));
+                    }
                     blocks[c].push(&terms);
-                    k += seg;
                 }
-            }
+            });
         }
-        blocks.into_iter().map(Blocks::into_sums).collect()
+        (written, blocks.into_iter().map(Blocks::into_sums).collect())
     };
-    let parts: Vec<Vec<Vec<T::C>>> = if tasks > 1 {
-        (0..tasks).into_par_iter().map(task).collect()
+    let chunk = rows_per_task * per_row;
+    let parts: Vec<(usize, Vec<Vec<T::C>>)> = if chunk < n {
+        out_dx
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .map(|(t, d)| task(t, d))
+            .collect()
     } else {
-        vec![task(0)]
+        vec![task(0, out_dx)]
     };
-    for (c, d) in dst.iter_mut().enumerate() {
-        let mut sums: Vec<T::C> = parts.iter().flat_map(|p| p[c].iter().copied()).collect();
+    let mut written: usize = parts.iter().map(|p| p.0).sum();
+    for (c, d) in out_dw.iter_mut().enumerate() {
+        let mut sums: Vec<T::C> = parts.iter().flat_map(|p| p.1[c].iter().copied()).collect();
         d.write(T::narrow(tree(&mut sums)));
+        written += 1;
     }
-    dst.len()
+    written
 }
 
 /// Rows `a0 .. a0 + count` of a view (its dim 0; a rank-0 view is its one row).
@@ -345,7 +503,19 @@ fn bwd<T: SliceKernel>(
     let slopes = slopes(w, lw, ch.channels);
     alloc_with(n + ch.channels, Op::PreluBwd, |out| {
         let (out_dx, out_dw) = out.split_at_mut(n);
-        dx(x, dy, &slopes, ch, out_dx) + dw(x, dy, ch, n, out_dw)
+        if n == 0 {
+            // Every channel is empty: S = +0.0.
+            for d in out_dw.iter_mut() {
+                d.write(T::narrow(<T::C as super::tree::Acc>::POS_ZERO));
+            }
+            out_dw.len()
+        } else if ch.outer * ch.inner == 1 {
+            bwd_each(x, dy, &slopes, out_dx, out_dw)
+        } else if channel_last(ch, &[x.1, dy.1]) {
+            bwd_channel_last(x, dy, &slopes, ch, out_dx, out_dw)
+        } else {
+            bwd_rows(x, dy, &slopes, ch, out_dx, out_dw)
+        }
     })
 }
 

@@ -9,7 +9,7 @@
 //!   output in 16-byte vectors and reads each input in 16-byte vectors, a misaligned one (a
 //!   narrowed view) as the aligned vectors around its elements. Other layouts pass
 //!   `dims ++ strides` (backward: `dims ++ x strides ++ dy strides`) and are walked in place,
-//!   never copied: with 32-bit index arithmetic when the walk fits in 32 bits ([`fits_u32`]),
+//!   never copied: with 32-bit index arithmetic when the walk fits in 32 bits ([`IndexWidth::of`]),
 //!   else 64-bit.
 //! - Empty tensors launch nothing; the grid is sized from the device's multiprocessor count
 //!   (asked once per device) and the kernels' grid-stride loops cover the rest.
@@ -18,6 +18,7 @@ pub(crate) mod leaky_relu;
 pub(crate) mod prelu;
 
 use crate::base::{Backend, Op, Slope};
+use crate::index_width::IndexWidth;
 use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute as Attr;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchArgs,
@@ -64,21 +65,6 @@ device_type! {
     bf16: "bf16", f32;
     f32: "f32", f32;
     f64: "f64", f64;
-}
-
-/// Whether a strided walk over `layouts` (one shape of `n > 0` elements) fits the kernels' 32-bit
-/// index arithmetic: `n` and every offset it computes, up to `sum((dim - 1) * stride)`, below 2^32
-/// (then so is every dim, and every stride of a dim above 1).
-fn fits_u32(n: usize, layouts: &[&Layout]) -> bool {
-    let max = u32::MAX as usize;
-    n <= max
-        && layouts.iter().all(|l| {
-            (l.dims().iter().zip(l.stride()))
-                .try_fold(0usize, |m, (&d, &s)| {
-                    m.checked_add(d.saturating_sub(1).checked_mul(s)?)
-                })
-                .is_some_and(|m| m <= max)
-        })
 }
 
 /// The number of blocks of [`BLOCK`] threads that fill `dev` (multiprocessors times resident
@@ -150,12 +136,12 @@ impl<T: DeviceType> Launch<T> {
         };
         let blocks = work.div_ceil(BLOCK as usize).min(resident_blocks(dev)?);
         // Contiguous launches ignore the index width; they take the 32-bit entry point.
-        let width = if contiguous || fits_u32(n, layouts) {
-            32
+        let width = if contiguous {
+            IndexWidth::U32
         } else {
-            64
+            IndexWidth::of(n, layouts)
         };
-        let name = format!("{}_{}_u{width}", op.kernel(), T::SUFFIX);
+        let name = format!("{}_{}{}", op.kernel(), T::SUFFIX, width.suffix());
         Ok(Some(Self {
             func: dev
                 .get_or_load_custom_func(&name, MODULE, PTX)?
@@ -223,37 +209,5 @@ impl Backend for CudaStorage {
             // Other dtypes are refused (DTYPES) before any layout is checked.
             _ => 0,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fits_u32;
-    use candle_core::{Layout, Shape};
-
-    #[test]
-    fn index_width() {
-        let l =
-            |dims: &[usize], stride: &[usize]| Layout::new(Shape::from(dims), stride.to_vec(), 0);
-        let fits =
-            |dims: &[usize], stride: &[usize]| fits_u32(dims.iter().product(), &[&l(dims, stride)]);
-        let max = u32::MAX as usize;
-        // (dims, strides, fits): the largest offset is sum((dim - 1) * stride).
-        let cases: [(&[usize], &[usize], bool); 8] = [
-            (&[2, 3], &[1, 2], true),
-            (&[2, 3], &[max - 2, 1], true),
-            (&[2, 3], &[max - 1, 1], false),
-            (&[1, 7], &[usize::MAX, 1], true),
-            (&[3, 1 << 30], &[0, 1], true),
-            (&[5, 1 << 30], &[0, 1], false),
-            (&[2, 2], &[1 << 40, 1], false),
-            (&[2, 2], &[usize::MAX, 1], false),
-        ];
-        for (dims, stride, want) in cases {
-            assert_eq!(fits(dims, stride), want, "{dims:?} {stride:?}");
-        }
-        // Backward: both layouts must fit.
-        let (a, b) = (l(&[4, 4], &[4, 1]), l(&[4, 4], &[1 << 31, 1]));
-        assert!(fits_u32(16, &[&a, &a]) && !fits_u32(16, &[&a, &b]));
     }
 }

@@ -12,8 +12,9 @@
 
 pub(crate) mod plan;
 
-use super::{fits_u32, output, resident_blocks, view, DeviceType};
+use super::{output, resident_blocks, view, DeviceType};
 use crate::base::{unsupported, Channels, Op};
+use crate::index_width::IndexWidth;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, LaunchConfig, PushKernelArg, ValidAsZeroBits,
@@ -44,16 +45,6 @@ fn config(blocks: usize) -> LaunchConfig {
     }
 }
 
-/// The index width of the entry point: 32 when `n` and every offset of every operand's walk fit
-/// in 32 bits, else 64.
-fn width(n: usize, layouts: &[&Layout]) -> u32 {
-    if fits_u32(n, layouts) {
-        32
-    } else {
-        64
-    }
-}
-
 /// The layout arguments on the device: null when every operand is contiguous.
 fn info_arg(dev: &CudaDevice, info: Vec<usize>) -> Result<SlicePtrOrNull<usize>> {
     if info.is_empty() {
@@ -75,12 +66,10 @@ fn fwd<T: DeviceType>(
         return Ok(y);
     }
     let (nd, wd, info) = plan::info(lx, None, lw);
-    let name = format!(
-        "{}_{}_u{}",
-        Op::Prelu.kernel(),
-        T::SUFFIX,
-        width(n, &[lx, lw])
-    );
+    // The index width of every offset of x's and the weight's walks (used even when x is
+    // contiguous: the kernel indexes x's n elements with it).
+    let width = IndexWidth::of(n, &[lx, lw]);
+    let name = format!("{}_{}{}", Op::Prelu.kernel(), T::SUFFIX, width.suffix());
     let func = function(dev, &name)?;
     let info = info_arg(dev, info)?;
     let (x, w) = (view(x, lx, Op::Prelu)?, view(w, lw, Op::Prelu)?);
@@ -112,12 +101,8 @@ fn bwd<T: DeviceType + ValidAsZeroBits>(
     }
     let mut out = output::<T>(dev, n + ch.channels)?;
     let (nd, wd, info) = plan::info(lx, Some(ldy), lw);
-    let name = format!(
-        "{}_{}_u{}",
-        Op::PreluBwd.kernel(),
-        T::SUFFIX,
-        width(n, &[lx, ldy, lw])
-    );
+    let width = IndexWidth::of(n, &[lx, ldy, lw]);
+    let name = format!("{}_{}{}", Op::PreluBwd.kernel(), T::SUFFIX, width.suffix());
     let func = function(dev, &name)?;
     let info = info_arg(dev, info)?;
     let resident = resident_blocks(dev)?;

@@ -14,9 +14,8 @@ pub(crate) fn forward(
     l: &Layout,
     n: usize,
 ) -> Result<MetalStorage> {
-    let strided = !l.is_contiguous();
     let y = output(s, n, Op::Fwd)?;
-    launch(Op::Fwd, s, l, n, strided, |e, dims| {
+    launch(Op::Fwd, s, &[l], n, |e, dims, strided| {
         let (x, sx) = (at_offset(s, l), strides(l, strided));
         let y = Output::new(y.buffer());
         // `slope.f32.to_bits()`: the shader's `constant uint &a`.
@@ -33,9 +32,8 @@ pub(crate) fn backward(
     (dy, ldy): (&MetalStorage, &Layout),
     n: usize,
 ) -> Result<MetalStorage> {
-    let strided = !(lx.is_contiguous() && ldy.is_contiguous());
     let dx = output(x, n, Op::Bwd)?;
-    launch(Op::Bwd, x, lx, n, strided, |e, dims| {
+    launch(Op::Bwd, x, &[lx, ldy], n, |e, dims, strided| {
         let (xb, sx) = (at_offset(x, lx), strides(lx, strided));
         let (dyb, sdy) = (at_offset(dy, ldy), strides(ldy, strided));
         let dx = Output::new(dx.buffer());
@@ -52,9 +50,8 @@ pub(crate) fn forward_inplace(
     l: &Layout,
     n: usize,
 ) -> Result<()> {
-    let strided = !l.is_contiguous();
     let s = &*s;
-    launch(Op::Inplace, s, l, n, strided, |e, dims| {
+    launch(Op::Inplace, s, &[l], n, |e, dims, strided| {
         let (x, sx) = (at_offset(s, l), strides(l, strided));
         let x = Output::from_buffer_offset(&x);
         let a = slope.f32.to_bits();

@@ -108,22 +108,24 @@ fn at_offset<'a>(s: &'a MetalStorage, l: &Layout) -> BufferOffset<'a> {
     }
 }
 
-/// Encodes kernel `op` over `l`'s `n` elements on `s`'s device; `bind` sets all arguments from
-/// the dims to bind (the layout's for strided kernels, else `[n]`). Nothing is encoded for an
-/// empty tensor.
+/// Encodes kernel `op` over the `n` elements of `layouts` (the operands' validated layouts, one
+/// shape; the first is the output's) on `s`'s device: the contiguous kernel when every layout is
+/// contiguous, else the strided one with the walk's index width. `bind` sets all arguments from
+/// the dims to bind (the layout's for strided kernels, else `[n]`) and whether the kernel is
+/// strided. Nothing is encoded for an empty tensor.
 fn launch(
     op: Op,
     s: &MetalStorage,
-    l: &Layout,
+    layouts: &[&Layout],
     n: usize,
-    strided: bool,
-    bind: impl FnOnce(&ComputeCommandEncoder, &[usize]),
+    bind: impl FnOnce(&ComputeCommandEncoder, &[usize], bool),
 ) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
     let device = s.device();
-    let name = plan::kernel_name(op, s.dtype(), strided);
+    let strided = !layouts.iter().all(|l| l.is_contiguous());
+    let name = plan::launch_kernel_name(op, s.dtype(), layouts, n);
     let pipeline = pipeline(device, &name, op)?;
     let max = pipeline.max_total_threads_per_threadgroup();
     let (groups, width) = plan::grid(n, s.dtype().size_in_bytes(), max, op)?;
@@ -135,7 +137,11 @@ fn launch(
     candle_metal_kernels::debug_group!(encoder, "{name} elems={n}");
     // Contiguous kernels ignore dims/strides: one-element arrays (no zero-length bytes).
     let one = [n];
-    bind(encoder, if strided { l.dims() } else { &one });
+    bind(
+        encoder,
+        if strided { layouts[0].dims() } else { &one },
+        strided,
+    );
     let size = |width| MTLSize {
         width,
         height: 1,

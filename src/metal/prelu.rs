@@ -67,7 +67,7 @@ pub(crate) fn forward(
         return Ok(y);
     }
     let (nd, wd, info) = plan::info(lx, None, lw);
-    let name = super::plan::kernel_name(Op::Prelu, x.dtype(), false);
+    let name = super::plan::kernel_name(Op::Prelu, x.dtype());
     encode(x.device(), &name, Op::Prelu, n, |e| {
         let (xb, wb) = (at_offset(x, lx), at_offset(w, lw));
         let (channels, inner, info) = (ch.channels, ch.inner, info.as_slice());
@@ -112,7 +112,7 @@ pub(crate) fn backward(
         None => None,
     };
     let (nd, wd, info) = plan::info(lx, Some(ldy), lw);
-    let name = super::plan::kernel_name(Op::PreluBwd, dtype, false);
+    let name = super::plan::kernel_name(Op::PreluBwd, dtype);
     encode(device, &name, Op::PreluBwd, plan::bwd_threads(n, ch), |e| {
         let (xb, wb, gb) = (at_offset(x, lx), at_offset(w, lw), at_offset(dy, ldy));
         let (channels, inner, info) = (ch.channels, ch.inner, info.as_slice());

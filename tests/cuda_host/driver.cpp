@@ -1,11 +1,12 @@
 // Runs the entry points of kernels/leaky_relu.cu (compiled with shim.h) on simulated grids:
 // `driver < CASES`, the case file of tests/host/mod.rs (see ../host/case_file.h) with launch
-// lines `launch CONTIGUOUS GRID BLOCK WIDTH` (CONTIGUOUS 1 passes info = nullptr; WIDTH 32 or 64
-// picks the _u32 or _u64 entry points). Operands live in 256-byte aligned buffers, like
-// cudaMalloc allocations; the kernel gets them from the offsets on. Built with AddressSanitizer,
-// everything outside the elements a view addresses (and past the n outputs) is poisoned: a load
-// or store that leaves its view aborts the driver. Threads run one after another: the kernels
-// share nothing between threads.
+// lines `launch CONTIGUOUS GRID BLOCK WIDTH LAYOUTS` (CONTIGUOUS 1 passes info = nullptr; WIDTH
+// 32 or 64 picks the _u32 or _u64 entry points; LAYOUTS `near` or `far ...`, see
+// host::read_layouts). Operands live in 256-byte aligned buffers, like cudaMalloc allocations;
+// the kernel gets them from the offsets on. Built with AddressSanitizer, everything outside the
+// elements a view addresses (and past the n outputs) is poisoned: a load or store that leaves its
+// view aborts the driver (far operands, relaid out in reserved address space, are not guarded).
+// Threads run one after another: the kernels share nothing between threads.
 #include "../host/case_file.h"
 
 #include "shim.h"
@@ -61,20 +62,22 @@ template <typename T, typename S> struct Ops {
 
 template <typename T, typename S>
 static std::vector<unsigned char> run(const host::Case& c, bool contiguous, unsigned grid, unsigned block,
-                                      Ops<T, S> ops) {
+                                      const host::Layouts& far, Ops<T, S> ops) {
     S a;
     const uint32_t a32 = (uint32_t)c.a32;
     memcpy(&a, sizeof a == 4 ? (const void*)&a32 : (const void*)&c.a64, sizeof a);
     std::vector<size_t> info = c.dims;
     const size_t nd = info.size();
-    info.insert(info.end(), c.x.strides.begin(), c.x.strides.end());
-    info.insert(info.end(), c.dy.strides.begin(), c.dy.strides.end());
+    const std::vector<size_t>& sx = far.x ? far.x->strides : c.x.strides;
+    const std::vector<size_t>& sdy = far.dy ? far.dy->strides : c.dy.strides;
+    info.insert(info.end(), sx.begin(), sx.end());
+    info.insert(info.end(), sdy.begin(), sdy.end());
     Buf x(c.x.storage), dy(c.dy.storage), out({}, c.n * c.size);
     keep_view(x, c, c.x);
     if (c.op == "bwd") keep_view(dy, c, c.dy);
     out.keep(0, c.n * c.size);
-    T* px = (T*)x.p + c.x.offset;
-    const T* pdy = (const T*)dy.p + c.dy.offset;
+    T* px = far.x ? (T*)far.x->p : (T*)x.p + c.x.offset;
+    const T* pdy = far.dy ? (const T*)far.dy->p : (const T*)dy.p + c.dy.offset;
     const size_t* pinfo = contiguous ? nullptr : info.data();
     gridDim = dim3{grid, 1, 1};
     blockDim = dim3{block, 1, 1};
@@ -87,6 +90,7 @@ static std::vector<unsigned char> run(const host::Case& c, bool contiguous, unsi
             else ops.inplace(c.n, nd, pinfo, px, a);
         }
     const bool inplace = c.op == "inplace";
+    if (inplace && far.x) return far.x->gather(c, c.x);
     const unsigned char* res = inplace ? x.p : out.p;
     x.keep(0, c.x.storage.size());
     return std::vector<unsigned char>(res, res + (inplace ? c.x.storage.size() : c.n * c.size));
@@ -103,10 +107,11 @@ int main() {
         unsigned contiguous, grid, block, width;
         in >> contiguous >> grid >> block >> width;
         if (width != 32 && width != 64) host::fail("index width must be 32 or 64");
-        if (c.dtype == "f32") return run(c, contiguous, grid, block, OPS(float, float, f32));
-        if (c.dtype == "f64") return run(c, contiguous, grid, block, OPS(double, double, f64));
-        if (c.dtype == "f16") return run(c, contiguous, grid, block, OPS(__half, float, f16));
+        const host::Layouts far = host::read_layouts(in, c);
+        if (c.dtype == "f32") return run(c, contiguous, grid, block, far, OPS(float, float, f32));
+        if (c.dtype == "f64") return run(c, contiguous, grid, block, far, OPS(double, double, f64));
+        if (c.dtype == "f16") return run(c, contiguous, grid, block, far, OPS(__half, float, f16));
         if (c.dtype != "bf16") host::fail("unknown dtype " + c.dtype);
-        return run(c, contiguous, grid, block, OPS(__nv_bfloat16, float, bf16));
+        return run(c, contiguous, grid, block, far, OPS(__nv_bfloat16, float, bf16));
     });
 }

@@ -2,9 +2,12 @@
 // `serve` reads the cases from stdin and answers every `launch` line with one line on stdout,
 // the output's element count and bits in hex.
 #pragma once
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -47,6 +50,69 @@ inline Operand read_operand(std::istream &in, const Case &c) {
     }
     if (!in) fail("truncated operand");
     return o;
+}
+
+// The storage offset of logical (row-major) element i of c's dims through `strides`.
+inline size_t offset_of(const Case &c, const std::vector<size_t> &strides, size_t i) {
+    size_t offset = 0;
+    for (size_t d = c.dims.size(); d-- > 0;) {
+        offset += i % c.dims[d] * strides[d];
+        i /= c.dims[d];
+    }
+    return offset;
+}
+
+// The elements of view o of c laid out again through other strides, from offset 0, in an
+// anonymous mapping reserved but not committed: strides that reach past 2^32 elements (views no
+// test could allocate) touch only the pages that hold elements. Needs an OS that reserves
+// address space lazily (Linux with its default overcommit, macOS): up to a few hundred GiB.
+struct Far {
+    std::vector<size_t> strides;
+    unsigned char *p = nullptr;
+    size_t bytes = 0;
+    Far(const Case &c, const Operand &o, std::vector<size_t> s) : strides(std::move(s)) {
+        if (c.n == 0 || strides.size() != c.dims.size()) fail("far layouts need elements and one stride per dim");
+        size_t last = 0;
+        for (size_t d = 0; d < c.dims.size(); d++) last += (c.dims[d] - 1) * strides[d];
+        bytes = (last + 1) * c.size;
+        void *m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) fail("cannot reserve " + std::to_string(bytes) + " bytes");
+        p = static_cast<unsigned char *>(m);
+        for (size_t i = 0; i < c.n; i++)
+            std::memcpy(p + offset_of(c, strides, i) * c.size, &o.storage[(o.offset + offset_of(c, o.strides, i)) * c.size],
+                        c.size);
+    }
+    Far(const Far &) = delete;
+    Far &operator=(const Far &) = delete;
+    ~Far() { munmap(p, bytes); }
+    // o's storage with the view's elements read back from here (after an in-place run).
+    std::vector<unsigned char> gather(const Case &c, const Operand &o) const {
+        std::vector<unsigned char> r = o.storage;
+        for (size_t i = 0; i < c.n; i++)
+            std::memcpy(&r[(o.offset + offset_of(c, o.strides, i)) * c.size], p + offset_of(c, strides, i) * c.size, c.size);
+        return r;
+    }
+};
+
+// The end of a launch line: `near` (the operands as the case gives them) or `far` and new
+// strides for x (then dy, in backward): x and dy relaid out as Far views.
+struct Layouts {
+    std::unique_ptr<Far> x, dy;
+};
+inline Layouts read_layouts(std::istream &in, const Case &c) {
+    std::string w;
+    in >> w;
+    Layouts r;
+    if (w == "near") return r;
+    if (w != "far") fail("expected 'near' or 'far', got '" + w + "'");
+    auto strides = [&] {
+        std::vector<size_t> s(c.dims.size());
+        for (auto &e : s) in >> e;
+        return s;
+    };
+    r.x.reset(new Far(c, c.x, strides()));
+    if (c.op == "bwd") r.dy.reset(new Far(c, c.dy, strides()));
+    return r;
 }
 
 // Reads the case file; `launch(case, stdin)` reads the rest of a launch line and returns the

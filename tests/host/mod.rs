@@ -7,7 +7,8 @@
 //! Case file (the driver's stdin), whitespace separated:
 //! `case OP DTYPE ALPHA_F64_HEX ALPHA_F32_HEX NDIMS DIMS...`, then per operand (x; dy for `bwd`)
 //! `operand OFFSET STRIDES... LEN HEX...` (the operand's whole storage), then one or more
-//! `launch ...` lines in the backend's words (kernel, grid, thread order). The driver answers
+//! `launch ...` lines in the backend's words (kernel, grid, thread order), each ending in the
+//! operands' layouts (`near`: as given; `far` and strides: see [`far_layouts`]). The driver answers
 //! one line per launch: `COUNT HEX...` (fwd/bwd: the contiguous result, unwritten elements keep
 //! a 0xA5 fill; inplace: x's whole storage afterwards).
 #![allow(dead_code)]
@@ -379,6 +380,35 @@ pub fn standard_cases(dtypes: &[DType], dev: &Device) -> Result<Vec<Case>> {
         }
     }
     Ok(cases)
+}
+
+/// Case `c`'s operands laid out past 2^32 elements (views no test could allocate; a driver
+/// relays the same logical values out in reserved, mostly untouched address space, see
+/// `case_file.h`'s `Far`): each operand's strides from offset 0 with 2^32 added to the stride of
+/// the smallest dim of 2 to 16 elements (which keeps the reserved span to a few hundred GiB), so
+/// that only a 64-bit index walk addresses them. `None` where no dim qualifies.
+pub fn far_layouts(c: &Case) -> Option<Vec<Layout>> {
+    let dims = c.x.layout.dims();
+    let d = (0..dims.len())
+        .filter(|&d| (2..=16).contains(&dims[d]))
+        .min_by_key(|&d| dims[d])?;
+    let far = |o: &Operand| {
+        let mut stride = o.layout.stride().to_vec();
+        stride[d] += 1 << 32;
+        Layout::new(o.layout.shape().clone(), stride, 0)
+    };
+    Some(std::iter::once(&c.x).chain(&c.dy).map(far).collect())
+}
+
+/// The end of a launch line: `near` (the case's own layouts), or `far` and the strides of
+/// `layouts` (from [`far_layouts`]).
+pub fn layouts_word(layouts: Option<&[Layout]>) -> String {
+    match layouts {
+        None => "near".into(),
+        Some(ls) => {
+            (ls.iter().flat_map(|l| l.stride())).fold("far".into(), |w, s| format!("{w} {s}"))
+        }
+    }
 }
 
 /// Writes the case file; `launches` gives the backend's `launch` lines for case number `i`.

@@ -1,7 +1,8 @@
 // Runs kernels/leaky_relu.metal on the host over a simulated Metal grid: `driver < CASES`, the
 // case file of tests/host/mod.rs (see ../host/case_file.h) with launch lines
-// `launch KERNEL GROUPS WIDTH ORDER`, ORDER `up` or `down`: the threads in ascending or
-// descending order (a race shows up as a difference). Apple GPUs flush f32 subnormals to zero in
+// `launch KERNEL GROUPS WIDTH ORDER LAYOUTS`, ORDER `up` or `down`: the threads in ascending or
+// descending order (a race shows up as a difference); LAYOUTS `near` or `far ...` (see
+// host::read_layouts). Apple GPUs flush f32 subnormals to zero in
 // arithmetic and comparisons: the driver runs the shader with the CPU's flush modes on (x86 MXCSR
 // FTZ+DAZ, aarch64 FPCR.FZ) on its one thread, and checks that they are in force.
 #include "../host/case_file.h"
@@ -36,30 +37,33 @@ int main() {
         std::string name, order;
         size_t groups, width;
         in >> name >> groups >> width >> order;
+        const host::Layouts far = host::read_layouts(in, c);
         auto k = kernels().find(name);
         if (k == kernels().end()) host::fail("the shader exports no kernel " + name);
 
         // What the host binds: scalars by value, dims/strides arrays, buffers at byte offsets.
         // Contiguous kernels get one-element dims/strides arrays, as src/metal.rs binds them.
-        const bool strided = name.size() > 8 && name.compare(name.size() - 8, 8, "_strided") == 0;
+        const bool strided = name.find("_strided_u") != std::string::npos;
         const bool bwd = c.op == "bwd", inplace = c.op == "inplace";
         const std::vector<size_t> dims = strided ? c.dims : std::vector<size_t>{c.n}, one{1};
         Launch l;
         l.dim = c.n;
         l.num_dims = dims.size();
         l.dims = dims.data();
-        l.x_strides = strided ? c.x.strides.data() : one.data();
-        l.dy_strides = strided && bwd ? c.dy.strides.data() : one.data();
+        const std::vector<size_t> &sx = far.x ? far.x->strides : c.x.strides;
+        const std::vector<size_t> &sdy = far.dy ? far.dy->strides : c.dy.strides;
+        l.x_strides = strided ? sx.data() : one.data();
+        l.dy_strides = strided && bwd ? sdy.data() : one.data();
         l.a = (uint)c.a32;
-        l.x = c.x.storage.data() + c.x.offset * c.size;
-        l.dy = bwd ? c.dy.storage.data() + c.dy.offset * c.size : nullptr;
+        l.x = far.x ? far.x->p : c.x.storage.data() + c.x.offset * c.size;
+        l.dy = far.dy ? far.dy->p : bwd ? c.dy.storage.data() + c.dy.offset * c.size : nullptr;
 
         // In place, the output buffer is (a copy of) x's storage; else a new one filled with a
         // sentinel (elements never written show up).
         auto y = inplace ? c.x.storage : std::vector<unsigned char>(c.n * c.size, 0xA5);
-        l.y = y.data() + (inplace ? c.x.offset * c.size : 0);
+        l.y = inplace && far.x ? far.x->p : y.data() + (inplace ? c.x.offset * c.size : 0);
         const size_t threads = groups * width;
         for (size_t t = 0; t < threads; t++) k->second(l, (uint)(order == "down" ? threads - 1 - t : t));
-        return y;
+        return inplace && far.x ? far.x->gather(c, c.x) : y;
     });
 }

@@ -1,0 +1,207 @@
+//! The commands: what each runs, prints and writes.
+
+use crate::alloc::set_threads;
+use crate::cli::{device, LabArgs, SampleArgs, SweepArgs, TableArgs, TrainArgs};
+use crate::lab::AlphaRuns;
+use crate::report::{create_out, final_line, points_csv, steps_csv, write};
+use crate::{lab, model, plot, report, sample, train};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// The checkpoint's file name inside `train --out`.
+pub const CHECKPOINT: &str = "model.safetensors";
+
+/// `train`: one run, its checkpoint, a sample and the `final:` line.
+pub fn run_train(a: &TrainArgs) -> Result<()> {
+    set_threads(a.run.threads);
+    let (text, dev) = (a.run.text()?, device(a.run.at.device)?);
+    let (alpha, slopes) = a.slope();
+    let run = train::train(&text, &a.settings(alpha, slopes), &dev, Some("train"))?;
+    if let Some(step) = run.diverged {
+        bail!("training diverged at step {step} (loss not finite); try a lower --lr");
+    }
+    create_out(&a.out)?;
+    let path = a.out.join(CHECKPOINT);
+    run.model.save(&run.vocab, &path)?;
+    let best = run.best();
+    if run.stopped_early {
+        println!(
+            "stopped early at step {}: no better validation loss in --patience {} evaluations",
+            run.steps(),
+            a.patience
+        );
+    }
+    println!(
+        "trained {} steps in {:.1} s ({:.0} chars/s); checkpoint {} (step {}, the best \
+         validation loss, {:.4})",
+        run.steps(),
+        run.secs,
+        run.chars_per_s,
+        path.display(),
+        best.step,
+        best.val_loss
+    );
+    let prime = if run.vocab.contains('\n') {
+        "\n"
+    } else {
+        &text[..text.chars().next().map_or(0, char::len_utf8)]
+    };
+    let opts = sample::SampleOpts::new(prime, a.sample_len, a.run.at.seed);
+    println!(
+        "--- sample ---\n{}\n--------------",
+        sample::sample(&run.model, &run.vocab, &opts)?
+    );
+    println!("{}", final_line(&run));
+    Ok(())
+}
+
+/// `sample`: text from a checkpoint.
+pub fn run_sample(a: &SampleArgs) -> Result<()> {
+    let path = if a.checkpoint.is_dir() {
+        a.checkpoint.join(CHECKPOINT)
+    } else {
+        a.checkpoint.clone()
+    };
+    let (model, vocab) = model::CharRnn::load(&path, &device(a.at.device)?)?;
+    let opts = sample::SampleOpts {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        ..sample::SampleOpts::new(&a.prime, a.len, a.at.seed)
+    };
+    println!("{}", sample::sample(&model, &vocab, &opts)?);
+    Ok(())
+}
+
+/// `compare`: ReLU and LeakyReLU (or learned slopes) from the same seed, their `final:`
+/// lines, CSV and plot.
+pub fn run_compare(a: &TrainArgs) -> Result<()> {
+    let (alpha, slopes) = a.slope();
+    if alpha == 0.0 && !slopes.learned() {
+        bail!("compare: --alpha is the LeakyReLU slope to compare with ReLU; it must not be 0");
+    }
+    set_threads(a.run.threads);
+    let (text, dev) = (a.run.text()?, device(a.run.at.device)?);
+    let leaky = match slopes {
+        model::SlopeKind::Fixed => format!("leaky (alpha {alpha})"),
+        _ => format!("prelu (learned, from {alpha})"),
+    };
+    let names = ["relu (alpha 0)".to_string(), leaky];
+    let settings = [
+        a.settings(0.0, model::SlopeKind::Fixed),
+        a.settings(alpha, slopes),
+    ];
+    let mut runs = Vec::new();
+    for (name, s) in names.iter().zip(&settings) {
+        let run = train::train(&text, s, &dev, Some(name))?;
+        match run.diverged {
+            Some(step) => println!("{name}: diverged at step {step} ({:.1} s)", run.secs),
+            None => println!("{name}: {} ({:.1} s)", final_line(&run), run.secs),
+        }
+        runs.push((name.clone(), run));
+    }
+    create_out(&a.out)?;
+    let named: Vec<(String, &train::Run)> = runs.iter().map(|(n, r)| (n.clone(), r)).collect();
+    write(&a.out.join("compare.csv"), &points_csv(&named))?;
+    let svg = a.out.join("compare.svg");
+    let series: Vec<(String, &[train::Point])> = runs
+        .iter()
+        .map(|(n, r)| (n.clone(), r.history.as_slice()))
+        .collect();
+    plot::plot(&svg, &series)?;
+    let (relu, leaky) = (runs[0].1.best(), runs[1].1.best());
+    println!(
+        "compare: val_loss relu={:.4} leaky={:.4}; inactive units relu={:.1}% leaky={:.1}% (on \
+         the whole validation set, best checkpoints); plot {}",
+        relu.val_loss,
+        leaky.val_loss,
+        relu.inactive_pct,
+        leaky.inactive_pct,
+        svg.display()
+    );
+    Ok(())
+}
+
+/// `lab`: the knockout and baseline runs of every slope, the table, the `lab:` lines, CSV and
+/// plot.
+pub fn run_lab(a: &LabArgs) -> Result<()> {
+    set_threads(a.run.threads);
+    let (text, dev) = (a.run.text()?, device(a.run.at.device)?);
+    let runs = lab::lab(&text, &a.lab(), &dev, true)?;
+    write_lab(&a.out, &runs)?;
+    println!("{}", lab::table(&runs));
+    for r in &runs {
+        println!("{}", lab::summary_line(r));
+    }
+    println!(
+        "wrote {}, {} and {}",
+        a.out.join("lab.csv").display(),
+        a.out.join("lab_steps.csv").display(),
+        a.out.join("lab.svg").display()
+    );
+    Ok(())
+}
+
+/// Writes a lab's `lab.csv` (evaluations), `lab_steps.csv` (steps and probes) and `lab.svg`
+/// to `dir`.
+fn write_lab(dir: &Path, runs: &[AlphaRuns]) -> Result<()> {
+    create_out(dir)?;
+    let named: Vec<(String, &train::Run)> = (runs.iter())
+        .flat_map(|r| {
+            let kind = if r.knockout.knocked.is_empty() {
+                ""
+            } else {
+                " knockout"
+            };
+            let k = Some((format!("alpha {}{kind}", r.slope), &r.knockout));
+            let b = (r.baseline.as_ref()).map(|b| (format!("alpha {} baseline", r.slope), b));
+            k.into_iter().chain(b)
+        })
+        .collect();
+    write(&dir.join("lab.csv"), &points_csv(&named))?;
+    write(&dir.join("lab_steps.csv"), &steps_csv(&named))?;
+    plot::plot_lab(&dir.join("lab.svg"), runs)
+}
+
+/// `sweep`: the lab once per seed (each seed's files in `--out`/seed-S), then one table over
+/// the seeds, `sweep.csv` and `sweep.svg`.
+pub fn run_sweep(a: &SweepArgs) -> Result<()> {
+    if a.seeds.is_empty() {
+        bail!("sweep: --seeds needs at least one seed");
+    }
+    set_threads(a.lab.run.threads);
+    let (text, dev) = (a.lab.run.text()?, device(a.lab.run.at.device)?);
+    let mut all = Vec::new();
+    for &seed in &a.seeds {
+        let mut cfg = a.lab.lab();
+        cfg.settings.seed = seed;
+        let runs = lab::lab(&text, &cfg, &dev, true)?;
+        write_lab(&a.lab.out.join(format!("seed-{seed}")), &runs)?;
+        for r in &runs {
+            let line = lab::summary_line(r);
+            println!("sweep: seed={seed} {}", line.trim_start_matches("lab: "));
+        }
+        all.push((seed, runs));
+    }
+    create_out(&a.lab.out)?;
+    let csv = report::sweep_csv(&all);
+    write(&a.lab.out.join("sweep.csv"), &csv)?;
+    let svg = a.lab.out.join("sweep.svg");
+    plot::plot_sweep(&svg, &all)?;
+    println!("{}", report::sweep_table(&[csv])?);
+    println!(
+        "wrote {}, {} and the labs of each seed under {}",
+        a.lab.out.join("sweep.csv").display(),
+        svg.display(),
+        a.lab.out.display()
+    );
+    Ok(())
+}
+
+/// `table`: the sweep table of one or more `sweep.csv` files (their rows together).
+pub fn run_table(a: &TableArgs) -> Result<()> {
+    let csvs = (a.csv.iter())
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    println!("{}", report::sweep_table(&csvs)?);
+    Ok(())
+}
