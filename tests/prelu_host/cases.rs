@@ -234,6 +234,8 @@ pub const VIEWS: &[(Spec, Spec, Spec)] = &[
     // Broadcast x, a strided weight, channel-last dy.
     ((&[1, 4, 1], |t| t.broadcast_as((3, 4, 6))), (&[4, 2], |t| t.narrow(1, 1, 1)?.squeeze(1)),
      (&[3, 6, 4], |t| t.permute((0, 2, 1)))),
+    // A broadcast dy (stride 0 in dims 0 and 2).
+    ((&[2, 3, 4], whole), (&[3], whole), (&[1, 3, 1], |t| t.broadcast_as((2, 3, 4)))),
     // (N, C) with inner 1: 700 terms per channel (3 blocks), x transposed.
     ((&[3, 700], |t| t.t()), (&[3], whole), (&[700, 3], whole)),
     // 600 terms per channel, a broadcast weight (stride 0).
