@@ -7,12 +7,16 @@
 //! walk: `*_transposed`, forward and backward). Timed with CUDA events (median of 30 after 5
 //! warm-up runs). One JSON object per line, the format of `scripts/bench_torch.py`, then ratios
 //! within this run. `cargo bench --features cuda --bench cuda [-- SIZES]`.
+//!
+//! PReLU (after the ratios, same format): a weight of 64 channels over `[n / 65536, 64, 1024]`
+//! (NCHW), forward and backward (dx and dweight), and backward over the channel-last view
+//! (`[n / 65536, 1024, 64]` permuted), for f32 and bf16.
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
 use candle_core::cuda_backend::cudarc::driver::DeviceRepr;
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{DType, Device, Result, Storage, Tensor};
-use candle_leaky_relu::{LeakyRelu, LeakyReluBackward};
+use candle_leaky_relu::{LeakyRelu, LeakyReluBackward, PreluBackward, PreluOp};
 use std::collections::HashMap;
 
 const ALPHA: f64 = 0.01;
@@ -133,6 +137,40 @@ fn main() -> Result<()> {
                     rows[&(n, dtype, "backward_transposed")].0 / r("backward").0
                 ))
             );
+        }
+    }
+    prelu_rows(&dev, &sizes)
+}
+
+/// PReLU forward and backward with 64 channels of 1024 elements per batch row, NCHW and
+/// channel-last: one JSON line each (bytes: x and dy read, the output written; the weight and
+/// dweight are negligible).
+fn prelu_rows(dev: &Device, sizes: &[usize]) -> Result<()> {
+    for &n in sizes.iter().filter(|&&n| n % 65536 == 0) {
+        for dtype in [DType::F32, DType::BF16] {
+            let es = dtype.size_in_bytes();
+            let x = Tensor::randn(0f32, 1f32, (n / 65536, 64, 1024), dev)?.to_dtype(dtype)?;
+            let dy = Tensor::randn(0f32, 1f32, (n / 65536, 64, 1024), dev)?.to_dtype(dtype)?;
+            let w = Tensor::randn(0f32, 1f32, 64, dev)?.to_dtype(dtype)?;
+            let last = |t: &Tensor| t.reshape((n / 65536, 1024, 64))?.permute((0, 2, 1));
+            let (xl, dyl) = (last(&x)?, last(&dy)?);
+            let run = |op: &str, bytes: usize, ms: f64| {
+                let gbs = bytes as f64 / ms / 1e6;
+                println!(
+                    "{{\"impl\": \"candle-leaky-relu\", \"op\": \"{op}\", \"dtype\": \"{}\", \"n\": {n}, \"ms\": {ms:.4}, \"gb_per_s\": {gbs:.1}}}",
+                    dtype.as_str()
+                );
+            };
+            let ms = time_ms(dev, || x.apply_op2_no_bwd(&w, &PreluOp).map(drop))?;
+            run("prelu_forward", 2 * n * es, ms);
+            let ms = time_ms(dev, || {
+                x.apply_op3_no_bwd(&w, &dy, &PreluBackward).map(drop)
+            })?;
+            run("prelu_backward", 3 * n * es, ms);
+            let ms = time_ms(dev, || {
+                xl.apply_op3_no_bwd(&w, &dyl, &PreluBackward).map(drop)
+            })?;
+            run("prelu_backward_channel_last", 3 * n * es, ms);
         }
     }
     Ok(())

@@ -9,6 +9,11 @@ and backward on the transpose of an [N / 4096, 4096] tensor into a contiguous ou
 (`*_transposed`, the aten `.out` / `.grad_input` overloads: the work benches/cuda.rs measures).
 Timed with CUDA events (median of --iters after --warmup).
 
+--device cuda also times PReLU (cuda_prelu_rows): F.prelu with 64 channels over
+[N / 65536, 64, 1024] and its fused backward (torch.ops.aten._prelu_kernel_backward: dx and the
+per-element weight gradient, which PyTorch then sums), NCHW and channel-last: the cases of
+benches/cuda.rs's prelu_rows.
+
 --device cpu: the groups of benches/leaky_relu.rs (f32 4K/256K/4M/64M, f16/bf16/f64 4M) with
 the same baselines: `tensor_copy` (x.clone(): allocation + copy), `memcpy_prealloc`
 (out.copy_(x) into an existing tensor), `leaky_relu`, `backward`, `inplace` (slope -1, as in
@@ -87,6 +92,40 @@ def cuda_rows(a):
             torch.cuda.empty_cache()
 
 
+def cuda_prelu_rows(a):
+    dev = torch.device("cuda")
+    sizes = a.sizes or f"{64 << 20},{256 << 20}"
+    for n in (int(s) for s in sizes.split(",")):
+        if n % 65536:
+            continue
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.randn(n // 65536, 64, 1024, device=dev, dtype=dtype)
+            dy = torch.randn_like(x)
+            w = torch.randn(64, device=dev, dtype=dtype)
+            xl = x.reshape(n // 65536, 1024, 64).permute(0, 2, 1)
+            dyl = dy.reshape(n // 65536, 1024, 64).permute(0, 2, 1)
+            es = x.element_size()
+
+            def backward(x, dy):
+                dx, dw = torch.ops.aten._prelu_kernel_backward(dy, x, w.reshape(1, 64, 1))
+                return dx, dw.sum(dim=(0, 2))
+
+            cases = {
+                "prelu_forward": (lambda: F.prelu(x, w), 2 * n * es),
+                "prelu_backward": (lambda: backward(x, dy), 3 * n * es),
+                "prelu_backward_channel_last": (lambda: backward(xl, dyl), 3 * n * es),
+            }
+            for name, (fn, nbytes) in cases.items():
+                ms = time_ms_cuda(fn, a.warmup, a.iters)
+                yield {
+                    "impl": "torch", "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                    "op": name, "dtype": str(dtype).replace("torch.", ""), "n": n,
+                    "ms": round(ms, 4), "gb_per_s": round(nbytes / ms / 1e6, 1),
+                }
+            del x, dy, w, xl, dyl, cases
+            torch.cuda.empty_cache()
+
+
 CPU_GROUPS = [
     ("f32_4K", 1 << 12, torch.float32), ("f32_256K", 1 << 18, torch.float32),
     ("f32_4M", 1 << 22, torch.float32), ("f16_4M", 1 << 22, torch.float16),
@@ -136,7 +175,8 @@ def main():
     p.add_argument("--out", default=None)
     a = p.parse_args()
     rows = []
-    for row in (cuda_rows(a) if a.device == "cuda" else cpu_rows(a)):
+    groups = [cuda_rows, cuda_prelu_rows] if a.device == "cuda" else [cpu_rows]
+    for row in (row for g in groups for row in g(a)):
         print(json.dumps(row), flush=True)
         rows.append(row)
     if a.out:

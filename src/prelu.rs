@@ -91,6 +91,32 @@ impl CustomOp2 for PreluOp {
         Ok((y, l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, ch) = check((s1, l1), (s2, l2), Op::Prelu)?;
+        let y = crate::cuda::prelu::forward((s1, l1), (s2, l2), ch, n)?;
+        Ok((y, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "metal")]
+    fn metal_fwd(
+        &self,
+        s1: &candle_core::MetalStorage,
+        l1: &Layout,
+        s2: &candle_core::MetalStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::MetalStorage, Shape)> {
+        let (n, ch) = check((s1, l1), (s2, l2), Op::Prelu)?;
+        let y = crate::metal::prelu::forward((s1, l1), (s2, l2), ch, n)?;
+        Ok((y, l1.shape().clone()))
+    }
+
     /// `(dx, dweight)` from [`PreluBackward`], one fused op on the forward's device, recorded
     /// for a second backward.
     fn bwd(
@@ -170,6 +196,36 @@ impl CustomOp3 for PreluBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, ch) = check_bwd((s1, l1), (s2, l2), (s3, l3))?;
         let out = crate::cpu::prelu::backward((s1, l1), (s2, l2), (s3, l3), ch, n)?;
+        Ok((out, Shape::from(n + ch.channels)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, ch) = check_bwd((s1, l1), (s2, l2), (s3, l3))?;
+        let out = crate::cuda::prelu::backward((s1, l1), (s2, l2), (s3, l3), ch, n)?;
+        Ok((out, Shape::from(n + ch.channels)))
+    }
+
+    #[cfg(feature = "metal")]
+    fn metal_fwd(
+        &self,
+        s1: &candle_core::MetalStorage,
+        l1: &Layout,
+        s2: &candle_core::MetalStorage,
+        l2: &Layout,
+        s3: &candle_core::MetalStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::MetalStorage, Shape)> {
+        let (n, ch) = check_bwd((s1, l1), (s2, l2), (s3, l3))?;
+        let out = crate::metal::prelu::backward((s1, l1), (s2, l2), (s3, l3), ch, n)?;
         Ok((out, Shape::from(n + ch.channels)))
     }
 

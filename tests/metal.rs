@@ -1,12 +1,16 @@
 //! Metal-only checks (feature `metal`, on a machine with a Metal device): f64 refused, empty
 //! tensors, and every dtype/slope/view of `tests/host` bit for bit against the CPU, forward,
-//! backward and in place. Type-checked for aarch64-apple-darwin by `scripts/ci-metal.sh`.
+//! backward and in place; PReLU: every case of `tests/prelu_host.rs` on the GPU (subnormal sums
+//! included, which Apple GPUs flush in hardware arithmetic), f64 refused, empty inputs.
+//! Type-checked for aarch64-apple-darwin by `scripts/ci-metal.sh`.
 #![cfg(feature = "metal")]
 mod common;
 mod host;
+#[path = "prelu_host/cases.rs"]
+mod prelu_cases;
 
 use candle_core::{DType, Device, Result, Tensor};
-use candle_leaky_relu::{LeakyRelu, LeakyReluBackward};
+use candle_leaky_relu::{LeakyRelu, LeakyReluBackward, PreluBackward, PreluOp};
 use common::{assert_bits_eq, from_bits, to_bits};
 use host::{patterns, ALPHAS, VIEWS};
 
@@ -70,6 +74,43 @@ fn views_match_cpu_bit_for_bit() -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Every PReLU case of the host-run shader tests (`tests/prelu_host.rs`) through the ops on the
+/// GPU, bit for bit against the CPU path: y, and dx ++ dweight.
+#[test]
+fn prelu_gpu_matches_cpu_on_every_host_case() -> Result<()> {
+    let Some(dev) = metal() else { return Ok(()) };
+    let cases = prelu_cases::case_set(&[DType::F32, DType::F16, DType::BF16], &dev);
+    for (i, c) in cases.iter().enumerate() {
+        let got = c.device_got.as_deref().expect("run on the device");
+        assert_bits_eq(&format!("prelu case {i} ({})", c.what), got, &c.want);
+    }
+    eprintln!("{} PReLU cases equal on Metal", cases.len());
+    Ok(())
+}
+
+/// f64 refused by PReLU; empty x: an empty y, and dweight all +0.0.
+#[test]
+fn prelu_f64_refused_and_empty() -> Result<()> {
+    let Some(dev) = metal() else { return Ok(()) };
+    let x = Tensor::new(&[-1.0f64, 2.0], &dev)?;
+    let w = Tensor::new(&[0.5f64], &dev)?;
+    let err = x.apply_op2(&w, PreluOp).unwrap_err().to_string();
+    assert!(err.contains("prelu") && err.contains("F64"), "{err}");
+    assert!(x.apply_op3(&w, &x, PreluBackward).is_err());
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        let x = Tensor::zeros((0, 3, 4), dtype, &dev)?;
+        let w = Tensor::ones(3, dtype, &dev)?;
+        assert_eq!(x.apply_op2(&w, PreluOp)?.dims(), [0, 3, 4]);
+        let both = x.apply_op3(&w, &x, PreluBackward)?;
+        assert_bits_eq(
+            &format!("{dtype:?} empty dweight"),
+            &to_bits(&both)?,
+            &[0, 0, 0],
+        );
     }
     Ok(())
 }

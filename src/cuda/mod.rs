@@ -1,9 +1,10 @@
-//! CUDA backend: the kernels of `kernels/leaky_relu.cu`, compiled to PTX by `build.rs`. This
-//! module holds what every op's launches share (module cache, grid, index width, the storage's
-//! length); one module per op dispatches over the dtypes.
+//! CUDA backend: the kernels of `kernels/leaky_relu.cu` and `kernels/prelu.cu`, compiled to PTX
+//! by `build.rs` (one PTX module per source). This module holds what every op's launches share
+//! (grid, index width, outputs, the storage's length); one module per op loads its PTX and
+//! dispatches over the dtypes (`prelu.rs` for PReLU, which has its own launches).
 //!
-//! - The PTX module is loaded once per device through candle's cache of custom modules, under a
-//!   name unique to this crate and its version ([`MODULE`]).
+//! - Each PTX module is loaded once per device through candle's cache of custom modules, under a
+//!   name unique to this crate and its version (LeakyReLU's: [`MODULE`]).
 //! - Contiguous operands (any start offset) are passed as flat pointers: the kernel stores the
 //!   output in 16-byte vectors and reads each input in 16-byte vectors, a misaligned one (a
 //!   narrowed view) as the aligned vectors around its elements. Other layouts pass
@@ -14,6 +15,7 @@
 //!   (asked once per device) and the kernels' grid-stride loops cover the rest.
 
 pub(crate) mod leaky_relu;
+pub(crate) mod prelu;
 
 use crate::base::{Backend, Op, Slope};
 use crate::index_width::IndexWidth;

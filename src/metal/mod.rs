@@ -1,10 +1,12 @@
-//! Metal backend: the kernels of `kernels/leaky_relu.metal`, compiled from source once per GPU
-//! with fast math off, dispatched on candle's command encoder. This module holds what every op's
-//! dispatches share (library and pipeline cache, encoding, outputs, the storage's length); one
-//! module per op binds its arguments.
+//! Metal backend: the kernels of `kernels/leaky_relu.metal` and `kernels/prelu.metal`, each
+//! compiled from source once per GPU (one library per source) with fast math off, dispatched on
+//! candle's command encoder. This module holds what every op's dispatches share (library and
+//! pipeline cache, encoding, outputs, the storage's length); one module per op binds its
+//! arguments.
 
 pub(crate) mod leaky_relu;
 mod plan;
+pub(crate) mod prelu;
 
 use crate::base::{Backend, Op};
 use candle_core::backend::BackendStorage;
@@ -16,6 +18,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 const SOURCE: &str = include_str!("../../kernels/leaky_relu.metal");
+const PRELU_SOURCE: &str = include_str!("../../kernels/prelu.metal");
+
+/// The shader source of `op`'s kernels and its index among the libraries.
+fn source(op: Op) -> (&'static str, usize) {
+    match op {
+        Op::Prelu | Op::PreluBwd => (PRELU_SOURCE, 1),
+        Op::Fwd | Op::Bwd | Op::Inplace => (SOURCE, 0),
+    }
+}
 
 /// The library of one GPU and the pipelines built from it so far, by kernel name.
 struct Compiled {
@@ -23,15 +34,19 @@ struct Compiled {
     pipelines: Mutex<HashMap<String, ComputePipeline>>,
 }
 
-/// One [`Compiled`] per GPU, keyed by the Metal registry id (stable across `MetalDevice`s of the
-/// same GPU, unlike `MetalDevice::id`).
+/// One [`Compiled`] per GPU and source (the one of `op`'s kernels), keyed by the Metal registry
+/// id (stable across `MetalDevice`s of the same GPU, unlike `MetalDevice::id`).
 fn compiled(device: &MetalDevice, op: Op) -> Result<Arc<Compiled>> {
-    static CACHE: OnceLock<Mutex<HashMap<u64, Arc<Compiled>>>> = OnceLock::new();
+    /// (registry id, index of the source) -> its library.
+    type Libraries = HashMap<(u64, usize), Arc<Compiled>>;
+    static CACHE: OnceLock<Mutex<Libraries>> = OnceLock::new();
+    let (source, index) = source(op);
+    let key = (device.registry_id(), index);
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
         .map_err(|e| lock_err(e, op))?;
-    if let Some(c) = cache.get(&device.registry_id()) {
+    if let Some(c) = cache.get(&key) {
         return Ok(c.clone());
     }
     let options = MTLCompileOptions::new();
@@ -43,13 +58,13 @@ fn compiled(device: &MetalDevice, op: Op) -> Result<Arc<Compiled>> {
         options.setFastMathEnabled(false);
     }
     let library = device
-        .new_library_with_source(SOURCE, Some(&options))
+        .new_library_with_source(source, Some(&options))
         .map_err(MetalError::from)?;
     let c = Arc::new(Compiled {
         library,
         pipelines: Mutex::default(),
     });
-    cache.insert(device.registry_id(), c.clone());
+    cache.insert(key, c.clone());
     Ok(c)
 }
 
