@@ -415,6 +415,45 @@ fn hand_built_layouts_refused() -> Result<()> {
     Ok(())
 }
 
+/// An empty x whose other dims multiply past `usize` (a hand-built layout: candle's own
+/// contiguous strides would overflow), with a per-channel weight: an empty output and one +0.0
+/// per weight element, never a panic on the product of the trailing dims.
+#[test]
+fn empty_x_with_huge_trailing_dims() -> Result<()> {
+    use candle_core::{CpuStorage, CustomOp2, CustomOp3};
+    let dims = [0, 3, 1 << 40, 1 << 40];
+    let lx = Layout::new(Shape::from(&dims[..]), vec![1; 4], 0);
+    let (x, w) = (CpuStorage::F32(vec![]), CpuStorage::F32(vec![0.5; 3]));
+    let lw = Layout::contiguous(3);
+    let (y, shape) = PreluOp.cpu_fwd(&x, &lx, &w, &lw)?;
+    assert_eq!(shape.dims(), dims);
+    assert!(matches!(y, CpuStorage::F32(v) if v.is_empty()));
+    let (both, shape) = PreluBackward.cpu_fwd(&x, &lx, &w, &lw, &x, &lx)?;
+    assert_eq!(shape.dims(), [3]);
+    match both {
+        CpuStorage::F32(v) => assert_eq!(v.iter().map(|d| d.to_bits()).collect::<Vec<_>>(), [0; 3]),
+        _ => panic!("not f32"),
+    }
+    Ok(())
+}
+
+// ---- Names: candle prints the ops' own names, the ones every error of the crate carries.
+
+#[test]
+fn op_names_as_candle_prints_them() -> Result<()> {
+    use candle_core::{CustomOp2, CustomOp3};
+    assert_eq!(CustomOp2::name(&PreluOp), "prelu");
+    assert_eq!(CustomOp3::name(&PreluBackward), "prelu_backward");
+    // The same names in the crate's own refusals.
+    let x = Tensor::ones((2, 3), DType::F32, &Device::Cpu)?;
+    let e = x.prelu(&Tensor::ones(4, DType::F32, &Device::Cpu)?);
+    assert!(e.unwrap_err().to_string().starts_with("prelu:"));
+    let w = Tensor::ones(3, DType::F32, &Device::Cpu)?;
+    let e = x.apply_op3(&w, &x.to_dtype(DType::F64)?, PreluBackward);
+    assert!(e.unwrap_err().to_string().contains("prelu_backward"));
+    Ok(())
+}
+
 // ---- Autograd: PreluOp's backward is PreluBackward, split into (dx, dweight).
 
 #[test]
