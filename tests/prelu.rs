@@ -415,6 +415,45 @@ fn hand_built_layouts_refused() -> Result<()> {
     Ok(())
 }
 
+/// An empty x whose other dims multiply past `usize` (a hand-built layout: candle's own
+/// contiguous strides would overflow), with a per-channel weight: an empty output and one +0.0
+/// per weight element, never a panic on the product of the trailing dims.
+#[test]
+fn empty_x_with_huge_trailing_dims() -> Result<()> {
+    use candle_core::{CpuStorage, CustomOp2, CustomOp3};
+    let dims = [0, 3, 1 << 40, 1 << 40];
+    let lx = Layout::new(Shape::from(&dims[..]), vec![1; 4], 0);
+    let (x, w) = (CpuStorage::F32(vec![]), CpuStorage::F32(vec![0.5; 3]));
+    let lw = Layout::contiguous(3);
+    let (y, shape) = PreluOp.cpu_fwd(&x, &lx, &w, &lw)?;
+    assert_eq!(shape.dims(), dims);
+    assert!(matches!(y, CpuStorage::F32(v) if v.is_empty()));
+    let (both, shape) = PreluBackward.cpu_fwd(&x, &lx, &w, &lw, &x, &lx)?;
+    assert_eq!(shape.dims(), [3]);
+    match both {
+        CpuStorage::F32(v) => assert_eq!(v.iter().map(|d| d.to_bits()).collect::<Vec<_>>(), [0; 3]),
+        _ => panic!("not f32"),
+    }
+    Ok(())
+}
+
+// ---- Names: candle prints the ops' own names, the ones every error of the crate carries.
+
+#[test]
+fn op_names_as_candle_prints_them() -> Result<()> {
+    use candle_core::{CustomOp2, CustomOp3};
+    assert_eq!(CustomOp2::name(&PreluOp), "prelu");
+    assert_eq!(CustomOp3::name(&PreluBackward), "prelu_backward");
+    // The same names in the crate's own refusals.
+    let x = Tensor::ones((2, 3), DType::F32, &Device::Cpu)?;
+    let e = x.prelu(&Tensor::ones(4, DType::F32, &Device::Cpu)?);
+    assert!(e.unwrap_err().to_string().starts_with("prelu:"));
+    let w = Tensor::ones(3, DType::F32, &Device::Cpu)?;
+    let e = x.apply_op3(&w, &x.to_dtype(DType::F64)?, PreluBackward);
+    assert!(e.unwrap_err().to_string().contains("prelu_backward"));
+    Ok(())
+}
+
 // ---- Autograd: PreluOp's backward is PreluBackward, split into (dx, dweight).
 
 #[test]
@@ -445,14 +484,37 @@ fn autograd_gives_the_fused_gradients() -> Result<()> {
 }
 
 /// Second order (CANDLE_GRAD_DO_NOT_DETACH): a gradient penalty through PReLU, its gradient for
-/// the weight and for an input scale against f64 central differences.
+/// the weight and for an input scale against f64 central differences, for every weight kind:
+/// per channel (with blocks of one element on either side of the channel dim, and of several),
+/// one slope, and a slope per element (rank 1 and rank 2).
 #[test]
 fn second_order_against_finite_differences() -> Result<()> {
     std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    let x6 = [-1.5f64, 0.7, -0.3, 2.0, -0.9, -2.5];
+    let x12 = [
+        -1.5f64, 0.7, -0.3, 2.0, -0.9, -2.5, 1.2, -0.6, 0.4, -1.1, -0.8, 1.7,
+    ];
+    let cases: [(&[f64], &[usize], &[f64], &[usize]); 6] = [
+        (&x6, &[2, 3], &[0.3, -0.2, 0.8], &[3]),
+        (&x6[..3], &[1, 3], &[0.3, -0.2, 0.8], &[3]),
+        (&x12, &[2, 3, 2], &[0.3, -0.2, 0.8], &[3]),
+        (&x6, &[2, 3], &[0.4], &[1]),
+        (&x6, &[2, 3], &[0.3, -0.2, 0.8, 0.1, 0.6, -0.4], &[2, 3]),
+        (&x6[..3], &[3], &[0.3, -0.2, 0.8], &[3]),
+    ];
+    for (xv, xd, w0, wd) in cases {
+        second_order_case(xv, xd, w0, wd)?;
+    }
+    Ok(())
+}
+
+/// One case of [`second_order_against_finite_differences`]: x of dims `xd`, the weight `w0` of
+/// dims `wd`, a scale per element of x's last dim.
+fn second_order_case(xv: &[f64], xd: &[usize], w0: &[f64], wd: &[usize]) -> Result<()> {
     let dev = Device::Cpu;
-    let x = Tensor::new(&[[-1.5f64, 0.7, -0.3], [2.0, -0.9, -2.5]], &dev)?;
+    let x = Tensor::from_slice(xv, xd, &dev)?;
     let penalty = |w: &Var, s: &Var| -> Result<Tensor> {
-        // L = sum(prelu(x * s, w)^2), s a per-column scale; P = |dL/dw|^2 + |dL/ds|^2.
+        // L = sum(prelu(x * s, w)^2), s a scale along the last dim; P = |dL/dw|^2 + |dL/ds|^2.
         let inp = x.broadcast_mul(s.as_tensor())?;
         let y = inp.prelu(w.as_tensor())?;
         let g = y.sqr()?.sum_all()?.backward()?;
@@ -460,34 +522,36 @@ fn second_order_against_finite_differences() -> Result<()> {
         let gs = g.get(s).expect("dL/ds").clone();
         (gw.sqr()?.sum_all()? + gs.sqr()?.sum_all()?)?.sum_all()
     };
-    let w0 = [0.3f64, -0.2, 0.8];
-    let s0 = [1.1f64, 0.9, 1.3];
-    let w = Var::new(&w0, &dev)?;
-    let s = Var::new(&s0, &dev)?;
+    let s0: Vec<f64> = (0..xd[xd.len() - 1])
+        .map(|i| [1.1, 0.9, 1.3][i % 3])
+        .collect();
+    let var = |v: &[f64], d: &[usize]| Var::from_tensor(&Tensor::from_slice(v, d, &dev)?);
+    let (w, s) = (var(w0, wd)?, var(&s0, &[s0.len()])?);
     let g = penalty(&w, &s)?.backward()?;
     let gw = g
         .get(&w)
         .expect("dP/dw: a second-order term was dropped")
+        .flatten_all()?
         .to_vec1::<f64>()?;
     let gs = g.get(&s).expect("dP/ds").to_vec1::<f64>()?;
     let h = 1e-6;
-    for i in 0..3 {
-        for (which, analytic) in [("w", gw[i]), ("s", gs[i])] {
-            let at = |d: f64| -> Result<f64> {
-                let (mut wv, mut sv) = (w0, s0);
-                if which == "w" {
-                    wv[i] += d
-                } else {
-                    sv[i] += d
-                }
-                penalty(&Var::new(&wv, &dev)?, &Var::new(&sv, &dev)?)?.to_scalar::<f64>()
-            };
-            let fd = (at(h)? - at(-h)?) / (2.0 * h);
-            assert!(
-                (fd - analytic).abs() <= 1e-5 * fd.abs().max(1.0),
-                "{which}[{i}]: analytic {analytic} vs finite difference {fd}"
-            );
-        }
+    let grads =
+        (gw.iter().map(|&g| ("w", g)).enumerate()).chain(gs.iter().map(|&g| ("s", g)).enumerate());
+    for (i, (which, analytic)) in grads {
+        let at = |d: f64| -> Result<f64> {
+            let (mut wv, mut sv) = (w0.to_vec(), s0.clone());
+            if which == "w" {
+                wv[i] += d
+            } else {
+                sv[i] += d
+            }
+            penalty(&var(&wv, wd)?, &var(&sv, &[sv.len()])?)?.to_scalar::<f64>()
+        };
+        let fd = (at(h)? - at(-h)?) / (2.0 * h);
+        assert!(
+            (fd - analytic).abs() <= 1e-5 * fd.abs().max(1.0),
+            "x {xd:?}, weight {wd:?}: {which}[{i}]: analytic {analytic} vs finite difference {fd}"
+        );
     }
     Ok(())
 }
