@@ -3,7 +3,7 @@
 // crate's "PReLU weight gradient: summation order"). The same kernels as kernels/prelu.cu.
 //
 // - Apple GPUs flush f32 subnormals to zero in arithmetic and comparisons whatever the compile
-//   options. As in leaky_relu.metal (whose helpers below are copied unchanged: positive, is_nan,
+//   options. As in leaky_relu.metal (whose functions below are copied unchanged: positive, is_nan,
 //   split, mul_exact, mul, the f16/bf16 conversions, F32/F16/BF16), values travel as bits: x > 0,
 //   NaN and zero are decided on the bits, products with a possibly subnormal operand or result are
 //   formed with integers, and results are stored from integer registers. Sums too: `add` uses the
