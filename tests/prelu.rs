@@ -494,7 +494,9 @@ fn second_order_against_finite_differences() -> Result<()> {
     let x12 = [
         -1.5f64, 0.7, -0.3, 2.0, -0.9, -2.5, 1.2, -0.6, 0.4, -1.1, -0.8, 1.7,
     ];
-    let cases: [(&[f64], &[usize], &[f64], &[usize]); 6] = [
+    // (x values, x dims, initial slopes, weight dims)
+    type Case<'a> = (&'a [f64], &'a [usize], &'a [f64], &'a [usize]);
+    let cases: [Case; 6] = [
         (&x6, &[2, 3], &[0.3, -0.2, 0.8], &[3]),
         (&x6[..3], &[1, 3], &[0.3, -0.2, 0.8], &[3]),
         (&x12, &[2, 3, 2], &[0.3, -0.2, 0.8], &[3]),
