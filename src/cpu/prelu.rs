@@ -308,12 +308,7 @@ fn bwd_channel_last<T: SliceKernel>(
     let per_row = c_count * inner;
     let n = out_dx.len();
     let rows = n / per_row;
-    let step = BLOCK / gcd(inner, BLOCK);
-    let rows_per_task = if n >= PAR_MIN {
-        (TASK / per_row).max(1).next_multiple_of(step)
-    } else {
-        rows
-    };
+    let rows_per_task = rows_per_task(n, rows, per_row, inner);
     let walk = RowWalk::new([lx, ldy]);
     // One task: dx of its rows and the block sums of every channel.
     let task = |a0: usize, out: &mut [MaybeUninit<T>]| -> Vec<Vec<T::C>> {
@@ -393,12 +388,7 @@ fn bwd_rows<T: SliceKernel>(
     let rows = lx.dims().first().copied().unwrap_or(1);
     let per_row = n / rows;
     let terms_per_row = if ch.channels == 1 { per_row } else { ch.inner };
-    let step = BLOCK / gcd(terms_per_row, BLOCK);
-    let rows_per_task = if n >= PAR_MIN {
-        (TASK / per_row).max(1).next_multiple_of(step)
-    } else {
-        rows
-    };
+    let rows_per_task = rows_per_task(n, rows, per_row, terms_per_row);
     // One task: dx of rows `a0 ..` (its chunk of `out_dx`) and every channel's block sums.
     let task = |t: usize, out: &mut [MaybeUninit<T>]| -> (usize, Vec<Vec<T::C>>) {
         let a0 = t * rows_per_task;
@@ -467,6 +457,19 @@ fn narrow_rows(l: &Layout, a0: usize, count: usize) -> Layout {
     dims[0] = count;
     let start = l.start_offset() + a0 * l.stride()[0];
     Layout::new(dims.into(), l.stride().to_vec(), start)
+}
+
+/// Rows of x per thread in the backward: all `rows` below the threading threshold, else about
+/// `TASK` elements' worth, rounded up so that every task's first row starts a block of every
+/// channel's terms (`rows_per_task * terms_per_row` a multiple of BLOCK). Then the block sums
+/// of the tasks, concatenated, are those of one sequential pass: the same bits for any thread
+/// count.
+fn rows_per_task(n: usize, rows: usize, per_row: usize, terms_per_row: usize) -> usize {
+    if n < PAR_MIN {
+        return rows;
+    }
+    let step = BLOCK / gcd(terms_per_row, BLOCK);
+    (TASK / per_row).max(1).next_multiple_of(step)
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {
