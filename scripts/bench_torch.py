@@ -20,6 +20,12 @@ the same baselines: `tensor_copy` (x.clone(): allocation + copy), `memcpy_preall
 the Rust bench), timed with torch.utils.benchmark (median, and the fastest block as min_ms), on
 torch's default thread count
 or --threads; --groups picks groups by name (comma-separated, e.g. f32_4M,f16_4M).
+--device cpu also times PReLU in the group prelu_f32_4M of benches/prelu.rs: f32 16x64x64x64
+NCHW with 64 slopes, `forward` (F.prelu), `backward` (torch.ops.aten._prelu_kernel_backward,
+then the per-element weight gradient summed to 64 channels: dx and dweight, what the crate's
+backward returns), both also on the same values stored NHWC and permuted to NCHW
+(`*_channel_last`), `leaky_relu_forward` / `leaky_relu_backward` on the same tensor, and
+`tensor_copy`.
 """
 import argparse
 import json
@@ -162,6 +168,41 @@ def cpu_rows(a):
             }
 
 
+def cpu_prelu_rows(a):
+    torch.manual_seed(0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.groups and "prelu_f32_4M" not in a.groups.split(","):
+        return
+    x = torch.randn(16, 64, 64, 64)
+    dy = torch.randn_like(x)
+    w = torch.randn(64) * 0.05 + 0.2
+    xl = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    dyl = dy.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    wb = w.reshape(1, 64, 1, 1)
+
+    def backward(x, dy):
+        dx, dw = torch.ops.aten._prelu_kernel_backward(dy, x, wb)
+        return dx, dw.sum(dim=(0, 2, 3))
+
+    cases = {
+        "forward": lambda: F.prelu(x, w),
+        "forward_channel_last": lambda: F.prelu(xl, w),
+        "leaky_relu_forward": lambda: F.leaky_relu(x, 0.2),
+        "backward": lambda: backward(x, dy),
+        "backward_channel_last": lambda: backward(xl, dyl),
+        "leaky_relu_backward": lambda: torch.ops.aten.leaky_relu_backward(dy, x, 0.2, False),
+        "tensor_copy": lambda: x.clone(),
+    }
+    for name, fn in cases.items():
+        ms, min_ms = time_ms_cpu(fn, a.min_run_time)
+        yield {
+            "impl": "torch", "device": "cpu", "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "group": "prelu_f32_4M", "function": name,
+            "n": x.numel(), "ms": round(ms, 6), "min_ms": round(min_ms, 6),
+        }
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -175,7 +216,7 @@ def main():
     p.add_argument("--out", default=None)
     a = p.parse_args()
     rows = []
-    groups = [cuda_rows, cuda_prelu_rows] if a.device == "cuda" else [cpu_rows]
+    groups = [cuda_rows, cuda_prelu_rows] if a.device == "cuda" else [cpu_rows, cpu_prelu_rows]
     for row in (row for g in groups for row in g(a)):
         print(json.dumps(row), flush=True)
         rows.append(row)
