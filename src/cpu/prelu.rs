@@ -9,8 +9,8 @@
 //! terms start a new block, so the sums have the same bits for any thread count.
 
 use super::rule::Rule;
-use super::simd::SliceKernel;
-use super::tree::{tree, Blocks, BLOCK};
+use super::simd::{Periodic, SliceKernel};
+use super::tree::{tree, Blocks, Columns, BLOCK};
 use super::walk::Walk;
 use super::{alloc_with, split_runs, PAR_MIN, TASK};
 use crate::base::{unsupported, Channels, Op};
@@ -58,8 +58,8 @@ fn segments<C: Copy>(
     }
 }
 
-/// `C(w[c])` for every weight element, in the weight's logical order.
-fn slopes<T: Rule>(w: &[T], lw: &Layout, wn: usize) -> Vec<T::C> {
+/// The weight's `wn` elements in its logical order.
+fn logical<T: Copy>(w: &[T], lw: &Layout, wn: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(wn);
     if wn == 0 {
         return out;
@@ -67,9 +67,31 @@ fn slopes<T: Rule>(w: &[T], lw: &Layout, wn: usize) -> Vec<T::C> {
     let walk = Walk::new([lw]);
     let ([s], len) = (walk.inner, walk.len);
     for [o] in walk.runs(0) {
-        out.extend((0..len).map(|i| w[o + i * s].up()));
+        out.extend((0..len).map(|i| w[o + i * s]));
     }
     out
+}
+
+/// The slopes of x's elements as the kernels read them: `C(w[c])` per channel, and for one
+/// slope per element of a row (`inner == 1`, x of shape `(N, C)` or a weight of x's own shape)
+/// the same slopes repeated along a run ([`Periodic`]).
+struct ChannelSlopes<T: Rule> {
+    each: Vec<T::C>,
+    periodic: Option<Periodic<T>>,
+}
+
+impl<T: Rule> ChannelSlopes<T> {
+    fn new(w: &[T], lw: &Layout, ch: Channels) -> Self {
+        let w = logical(w, lw, ch.channels);
+        let periodic = match ch.inner == 1 && ch.channels > 1 {
+            true => Periodic::new(&w),
+            false => None,
+        };
+        Self {
+            each: w.iter().map(|w| w.up()).collect(),
+            periodic,
+        }
+    }
 }
 
 /// `dst[q] = op(src[q * stride], slope)` for one segment.
@@ -124,10 +146,11 @@ fn bwd_segment<T: SliceKernel>(
 fn fwd<T: SliceKernel>(
     x: &[T],
     lx: &Layout,
-    slopes: &[T::C],
+    sl: &ChannelSlopes<T>,
     ch: Channels,
     n: usize,
 ) -> Result<Vec<T>> {
+    let slopes = &sl.each[..];
     alloc_with(n, Op::Prelu, |dst| {
         if channel_last(ch, &[lx]) {
             fwd_channel_last(x, lx, slopes, ch, dst)
@@ -135,6 +158,9 @@ fn fwd<T: SliceKernel>(
             let x = &x[o..e];
             let body = |t: usize, d: &mut [MaybeUninit<T>]| {
                 let i0 = t * TASK;
+                if let Some(p) = &sl.periodic {
+                    return T::fwd_periodic_run(&x[i0..i0 + d.len()], d, p, i0);
+                }
                 segments(i0, d.len(), ch, slopes, |k, len, a| {
                     fwd_segment(x, i0 + k, 1, &mut d[k..k + len], a)
                 });
@@ -157,9 +183,12 @@ fn fwd<T: SliceKernel>(
                 let runs = dst.chunks_exact_mut(len).zip(w.runs(first));
                 for (r, (d, [o])) in runs.enumerate() {
                     let i0 = (first + r) * len;
-                    segments(i0, len, ch, slopes, |k, seg, a| {
-                        fwd_segment(x, o + k * s, s, &mut d[k..k + seg], a)
-                    });
+                    match &sl.periodic {
+                        Some(p) if s == 1 => T::fwd_periodic_run(&x[o..o + len], d, p, i0),
+                        _ => segments(i0, len, ch, slopes, |k, seg, a| {
+                            fwd_segment(x, o + k * s, s, &mut d[k..k + seg], a)
+                        }),
+                    }
                     written += len;
                 }
                 written
@@ -379,11 +408,12 @@ fn bwd_each<T: SliceKernel>(
 fn bwd_rows<T: SliceKernel>(
     (x, lx): (&[T], &Layout),
     (dy, ldy): (&[T], &Layout),
-    slopes: &[T::C],
+    sl: &ChannelSlopes<T>,
     ch: Channels,
     out_dx: &mut [MaybeUninit<T>],
     out_dw: &mut [MaybeUninit<T>],
 ) -> usize {
+    let slopes = &sl.each[..];
     let n = out_dx.len();
     let rows = lx.dims().first().copied().unwrap_or(1);
     let per_row = n / rows;
@@ -396,6 +426,11 @@ fn bwd_rows<T: SliceKernel>(
         let (sub_x, sub_dy) = (narrow_rows(lx, a0, count), narrow_rows(ldy, a0, count));
         let w = Walk::new([&sub_x, &sub_dy]);
         let ([sx, sg], len) = (w.inner, w.len);
+        if let Some(p) = &sl.periodic {
+            if sx == 1 && sg == 1 && len.is_multiple_of(p.period()) {
+                return rows_periodic((x, dy), w.runs(0), len, p, out);
+            }
+        }
         let mut blocks: Vec<Blocks<T::C>> = (0..ch.channels).map(|_| Blocks::new()).collect();
         let mut terms: Vec<T::C> = Vec::new();
         let mut written = 0;
@@ -448,6 +483,38 @@ fn bwd_rows<T: SliceKernel>(
     written
 }
 
+/// Terms per `Columns` batch: `terms_run` forms this many (whole rows, at least one) at a time.
+const TERMS_BATCH: usize = 4096;
+
+/// The backward of rows of one slope per element (x of shape `(N, C)`), unit-stride runs of whole
+/// rows (`len` a multiple of C, each run starting a row): `dx` of each run in one call, and the
+/// terms a batch of rows at a time, each row one term of every channel, summed by [`Columns`].
+/// Returns the elements written and every channel's block sums.
+fn rows_periodic<T: SliceKernel>(
+    (x, dy): (&[T], &[T]),
+    runs: impl Iterator<Item = [usize; 2]>,
+    len: usize,
+    p: &Periodic<T>,
+    out: &mut [MaybeUninit<T>],
+) -> (usize, Vec<Vec<T::C>>) {
+    let c = p.period();
+    let batch = (TERMS_BATCH / c).max(1) * c;
+    let mut cols = Columns::new(c);
+    let mut terms = vec![<T::C as super::tree::Acc>::POS_ZERO; batch.min(len)];
+    let mut written = 0;
+    for (r, [ox, og]) in runs.enumerate() {
+        let (xr, gr) = (&x[ox..ox + len], &dy[og..og + len]);
+        T::bwd_periodic_run(xr, gr, &mut out[r * len..(r + 1) * len], p, 0);
+        for (xb, gb) in xr.chunks(batch).zip(gr.chunks(batch)) {
+            let t = &mut terms[..xb.len()];
+            T::terms_run(xb, gb, t);
+            t.chunks_exact(c).for_each(|row| cols.push_row(row));
+        }
+        written += len;
+    }
+    (written, cols.into_sums())
+}
+
 /// Rows `a0 .. a0 + count` of a view (its dim 0; a rank-0 view is its one row).
 fn narrow_rows(l: &Layout, a0: usize, count: usize) -> Layout {
     if l.dims().is_empty() {
@@ -487,12 +554,11 @@ pub(crate) fn forward(
     n: usize,
 ) -> Result<CpuStorage> {
     use CpuStorage as S;
-    let wn = ch.channels;
     Ok(match (x, w) {
-        (S::F16(x), S::F16(w)) => S::F16(fwd(x, lx, &slopes(w, lw, wn), ch, n)?),
-        (S::BF16(x), S::BF16(w)) => S::BF16(fwd(x, lx, &slopes(w, lw, wn), ch, n)?),
-        (S::F32(x), S::F32(w)) => S::F32(fwd(x, lx, &slopes(w, lw, wn), ch, n)?),
-        (S::F64(x), S::F64(w)) => S::F64(fwd(x, lx, &slopes(w, lw, wn), ch, n)?),
+        (S::F16(x), S::F16(w)) => S::F16(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
+        (S::BF16(x), S::BF16(w)) => S::BF16(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
+        (S::F32(x), S::F32(w)) => S::F32(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
+        (S::F64(x), S::F64(w)) => S::F64(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
         (x, _) => return Err(unsupported(x.dtype(), Op::Prelu)),
     })
 }
@@ -504,7 +570,8 @@ fn bwd<T: SliceKernel>(
     ch: Channels,
     n: usize,
 ) -> Result<Vec<T>> {
-    let slopes = slopes(w, lw, ch.channels);
+    let sl = ChannelSlopes::new(w, lw, ch);
+    let slopes = &sl.each[..];
     alloc_with(n + ch.channels, Op::PreluBwd, |out| {
         let (out_dx, out_dw) = out.split_at_mut(n);
         if n == 0 {
@@ -514,11 +581,11 @@ fn bwd<T: SliceKernel>(
             }
             out_dw.len()
         } else if ch.outer * ch.inner == 1 {
-            bwd_each(x, dy, &slopes, out_dx, out_dw)
+            bwd_each(x, dy, slopes, out_dx, out_dw)
         } else if channel_last(ch, &[x.1, dy.1]) {
-            bwd_channel_last(x, dy, &slopes, ch, out_dx, out_dw)
+            bwd_channel_last(x, dy, slopes, ch, out_dx, out_dw)
         } else {
-            bwd_rows(x, dy, &slopes, ch, out_dx, out_dw)
+            bwd_rows(x, dy, &sl, ch, out_dx, out_dw)
         }
     })
 }

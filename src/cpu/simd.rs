@@ -142,6 +142,23 @@ pub(crate) trait SliceKernel: Rule<C: Rule> {
     fn bwd_on(tier: Tier, x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C);
     /// `out[i] = term(x[i], dy[i])`: PReLU's weight-gradient terms (`Rule::term`).
     fn terms_on(tier: Tier, x: &[Self], dy: &[Self], out: &mut [Self::C]);
+    /// `dst[i] = fwd(src[i])` with element `i`'s slope `p.slope(c0 + i)`.
+    fn fwd_periodic_on(
+        tier: Tier,
+        src: &[Self],
+        dst: &mut [MaybeUninit<Self>],
+        p: &Periodic<Self>,
+        c0: usize,
+    );
+    /// `dst[i] = bwd(x[i], dy[i])` with element `i`'s slope `p.slope(c0 + i)`.
+    fn bwd_periodic_on(
+        tier: Tier,
+        x: &[Self],
+        dy: &[Self],
+        dst: &mut [MaybeUninit<Self>],
+        p: &Periodic<Self>,
+        c0: usize,
+    );
 
     /// `dst[i] = fwd(src[i])`; the slices have the same length.
     fn fwd_run(src: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C) {
@@ -160,6 +177,71 @@ pub(crate) trait SliceKernel: Rule<C: Rule> {
     /// the same length.
     fn terms_run(x: &[Self], dy: &[Self], out: &mut [Self::C]) {
         Self::terms_on(tier(), x, dy, out)
+    }
+    /// `dst[i] = fwd(src[i])`, element `i` with the slope of channel `(c0 + i) % period`: a
+    /// PReLU run over rows of one slope per element (x of shape `(N, C)`, channel-last data).
+    fn fwd_periodic_run(
+        src: &[Self],
+        dst: &mut [MaybeUninit<Self>],
+        p: &Periodic<Self>,
+        c0: usize,
+    ) {
+        Self::fwd_periodic_on(tier(), src, dst, p, c0)
+    }
+    /// `dst[i] = bwd(x[i], dy[i])`, element `i` with the slope of channel `(c0 + i) % period`.
+    fn bwd_periodic_run(
+        x: &[Self],
+        dy: &[Self],
+        dst: &mut [MaybeUninit<Self>],
+        p: &Periodic<Self>,
+        c0: usize,
+    ) {
+        Self::bwd_periodic_on(tier(), x, dy, dst, p, c0)
+    }
+}
+
+/// Elements past its period that a [`Periodic`] repeats: at least the elements of any tier's
+/// step (`Lanes::N`, asserted where the bodies are instantiated).
+pub(crate) const PAD: usize = 32;
+
+/// Slopes that repeat along a run, one per element: element `i` of a run that starts at channel
+/// `c0` has the slope of channel `(c0 + i) % period`. The slopes are kept in the dtype itself
+/// (a weight's own elements: `C(w)` is exact, so nothing is lost) and repeated `PAD` elements
+/// past the period, so that a vector of a tier's step starting at any channel finds its slopes
+/// in one load, converted by the same `Lanes::up` as x and in the same lane order.
+pub(crate) struct Periodic<T> {
+    ext: Vec<T>,
+    period: usize,
+    /// Whether some slope is zero, infinite or NaN, so that a product `x * a` of an `x <= 0` can
+    /// be NaN and is canonicalised.
+    nan: bool,
+}
+
+impl<T: Rule> Periodic<T> {
+    /// The slopes of channels `0 .. slopes.len()`; `None` for no slopes.
+    pub(crate) fn new(slopes: &[T]) -> Option<Self> {
+        if slopes.is_empty() {
+            return None;
+        }
+        let period = slopes.len();
+        let ext = slopes.iter().copied().cycle().take(period + PAD).collect();
+        let zero = <T::C as Compute>::ZERO;
+        let nan = slopes.iter().any(|&w| {
+            let a = w.up();
+            !(a != zero && a * zero == zero)
+        });
+        Some(Self { ext, period, nan })
+    }
+
+    /// Channels per period.
+    pub(crate) fn period(&self) -> usize {
+        self.period
+    }
+
+    /// The slope of channel `c % period`, in the compute type.
+    #[inline]
+    pub(crate) fn slope(&self, c: usize) -> T::C {
+        self.ext[c % self.period].up()
     }
 }
 
@@ -254,6 +336,67 @@ macro_rules! tiered {
                 let _ = (tier, px, pg, o);
                 for ((o, &x), &g) in out[..n].iter_mut().zip(x).zip(dy) {
                     *o = x.term(g);
+                }
+            }
+
+            fn fwd_periodic_on(
+                tier: Tier,
+                src: &[Self],
+                dst: &mut [MaybeUninit<Self>],
+                p: &Periodic<Self>,
+                c0: usize,
+            ) {
+                let (n, c0) = (src.len().min(dst.len()), c0 % p.period);
+                let (s, d) = (src.as_ptr(), dst.as_mut_ptr().cast::<Self>());
+                let e = (p.ext.as_ptr(), p.period, p.nan);
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `s` is
+                        // valid for reading and `d` for writing `n` elements, which do not
+                        // overlap; `p.ext` holds `period + PAD` elements (`Periodic::new`) and
+                        // `c0 < period`.
+                        return unsafe { avx512::fwd_periodic::<Self>(s, d, n, e, c0) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::fwd_periodic::<Self>(s, d, n, e, c0) };
+                    }
+                }
+                let _ = (tier, s, d, e);
+                for (i, (d, &x)) in dst[..n].iter_mut().zip(src).enumerate() {
+                    d.write(x.fwd(p.slope(c0 + i)));
+                }
+            }
+
+            fn bwd_periodic_on(
+                tier: Tier,
+                x: &[Self],
+                dy: &[Self],
+                dst: &mut [MaybeUninit<Self>],
+                p: &Periodic<Self>,
+                c0: usize,
+            ) {
+                let (n, c0) = (x.len().min(dy.len()).min(dst.len()), c0 % p.period);
+                let (px, pg, d) = (x.as_ptr(), dy.as_ptr(), dst.as_mut_ptr().cast::<Self>());
+                let e = (p.ext.as_ptr(), p.period);
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `px`
+                        // and `pg` are valid for reading and `d` for writing `n` elements, and
+                        // `&` slices never overlap a `&mut` one; `p.ext` holds `period + PAD`
+                        // elements (`Periodic::new`) and `c0 < period`.
+                        return unsafe { avx512::bwd_periodic::<Self>(px, pg, d, n, e, c0) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::bwd_periodic::<Self>(px, pg, d, n, e, c0) };
+                    }
+                }
+                let _ = (tier, px, pg, d, e);
+                for (i, ((d, &x), &g)) in dst[..n].iter_mut().zip(x).zip(dy).enumerate() {
+                    d.write(x.bwd(g, p.slope(c0 + i)));
                 }
             }
         }
@@ -450,6 +593,124 @@ unsafe fn terms<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, out: *mut T::C,
     }
 }
 
+/// The slopes of a [`Periodic`] as the bodies read them: the repeated slopes, the period, and
+/// whether a product can be NaN.
+type Ext<T> = (*const T, usize, bool);
+
+/// `c + k` wrapped into `0 .. period` (`c < period`; one subtraction when `k <= period`).
+#[inline(always)]
+fn advance(c: usize, k: usize, period: usize) -> usize {
+    let c = c + k;
+    if c < period {
+        c
+    } else if c - period < period {
+        c - period
+    } else {
+        c % period
+    }
+}
+
+/// [`fwd`] with a slope per element from a [`Periodic`]: element `i` uses the slope at
+/// `ext[(c0 + i) % period]`, loaded `N` at a time with the elements' own `load` and `up`.
+///
+/// # Safety
+///
+/// As [`fwd`] (without overlap of `src` and `dst`), and `ext.0` is valid for reading
+/// `period + PAD` elements, `c0 < period`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn fwd_periodic<T: Rule, L: Lanes<T>>(
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    ext: Ext<T>,
+    c0: usize,
+) {
+    if ext.2 {
+        fwd_periodic_with::<T, L, true>(src, dst, n, ext, c0)
+    } else {
+        fwd_periodic_with::<T, L, false>(src, dst, n, ext, c0)
+    }
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn fwd_periodic_with<T: Rule, L: Lanes<T>, const NAN: bool>(
+    src: *const T,
+    dst: *mut T,
+    n: usize,
+    (slopes, period, _): Ext<T>,
+    c0: usize,
+) {
+    const { assert!(L::N <= PAD) };
+    #[inline(always)]
+    unsafe fn step<T: Rule, L: Lanes<T>, const NAN: bool>(b: L::Bits, a: L::Vals) -> L::Out {
+        let v = L::up(b);
+        L::select(L::le_zero(v), L::scaled::<NAN>(v, a), L::keep(b))
+    }
+    let mut c = c0;
+    let mut i = head::<T>(dst, L::N, n);
+    if i > 0 {
+        let a = L::up(L::load_part(slopes.add(c), i));
+        L::store_part(dst, i, step::<T, L, NAN>(L::load_part(src, i), a));
+        c = advance(c, i, period);
+    }
+    while n - i >= L::N {
+        let a = L::up(L::load(slopes.add(c)));
+        L::store(dst.add(i), step::<T, L, NAN>(L::load(src.add(i)), a));
+        c = advance(c, L::N, period);
+        i += L::N;
+    }
+    if i < n {
+        let a = L::up(L::load_part(slopes.add(c), n - i));
+        let b = L::load_part(src.add(i), n - i);
+        L::store_part(dst.add(i), n - i, step::<T, L, NAN>(b, a));
+    }
+}
+
+/// [`bwd`] with a slope per element from a [`Periodic`].
+///
+/// # Safety
+///
+/// As [`bwd`], and `ext.0` is valid for reading `period + PAD` elements, `c0 < period`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn bwd_periodic<T: Rule, L: Lanes<T>>(
+    x: *const T,
+    dy: *const T,
+    dst: *mut T,
+    n: usize,
+    (slopes, period): (*const T, usize),
+    c0: usize,
+) {
+    const { assert!(L::N <= PAD) };
+    #[inline(always)]
+    unsafe fn step<T: Rule, L: Lanes<T>>(bx: L::Bits, bg: L::Bits, a: L::Vals) -> L::Out {
+        let gt = L::gt_zero(L::up(bx));
+        L::select(gt, L::keep(bg), L::scaled::<true>(L::up(bg), a))
+    }
+    let mut c = c0;
+    let mut i = head::<T>(dst, L::N, n);
+    if i > 0 {
+        let a = L::up(L::load_part(slopes.add(c), i));
+        let y = step::<T, L>(L::load_part(x, i), L::load_part(dy, i), a);
+        L::store_part(dst, i, y);
+        c = advance(c, i, period);
+    }
+    while n - i >= L::N {
+        let a = L::up(L::load(slopes.add(c)));
+        let y = step::<T, L>(L::load(x.add(i)), L::load(dy.add(i)), a);
+        L::store(dst.add(i), y);
+        c = advance(c, L::N, period);
+        i += L::N;
+    }
+    if i < n {
+        let (k, a) = (n - i, L::up(L::load_part(slopes.add(c), n - i)));
+        let y = step::<T, L>(L::load_part(x.add(i), k), L::load_part(dy.add(i), k), a);
+        L::store_part(dst.add(i), k, y);
+    }
+}
+
 /// The tier entry points: the generic bodies above instantiated inside a function compiled with
 /// the tier's target features (`$features`), where every `Lanes` method inlines.
 #[cfg(target_arch = "x86_64")]
@@ -493,6 +754,43 @@ macro_rules! entry_points {
             $tier: Lanes<T>,
         {
             super::terms::<T, $tier>(x, dy, out, n)
+        }
+
+        /// The forward with periodic slopes of this tier.
+        ///
+        /// # Safety
+        ///
+        /// As [`super::fwd_periodic`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn fwd_periodic<T: Rule>(
+            src: *const T,
+            dst: *mut T,
+            n: usize,
+            ext: super::Ext<T>,
+            c0: usize,
+        ) where
+            $tier: Lanes<T>,
+        {
+            super::fwd_periodic::<T, $tier>(src, dst, n, ext, c0)
+        }
+
+        /// The backward with periodic slopes of this tier.
+        ///
+        /// # Safety
+        ///
+        /// As [`super::bwd_periodic`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn bwd_periodic<T: Rule>(
+            x: *const T,
+            dy: *const T,
+            dst: *mut T,
+            n: usize,
+            ext: (*const T, usize),
+            c0: usize,
+        ) where
+            $tier: Lanes<T>,
+        {
+            super::bwd_periodic::<T, $tier>(x, dy, dst, n, ext, c0)
         }
     };
 }

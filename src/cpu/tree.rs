@@ -180,6 +180,87 @@ impl<A: Acc> Blocks<A> {
     }
 }
 
+/// The running sums of `C` channels fed one row at a time: row `r` holds term `r` of every
+/// channel (a `(rows, C)` matrix of terms, as PReLU's terms are for a `(N, C)` input, or for the
+/// positions of a channel-last view). The same order as [`Blocks`] per channel, computed for all
+/// channels at once: row `r` of a block goes to lane `r % 16`, which is a plain vector add across
+/// the row (one IEEE addition per term, in the lane's order); a finished block reduces its 16
+/// lanes with the same adjacent-pairs tree, channel by channel.
+pub(crate) struct Columns<A: Acc> {
+    /// Lane `j` of every channel: `lanes[j * c + ch]`.
+    lanes: Vec<A>,
+    c: usize,
+    /// Rows of the current block so far.
+    fill: usize,
+    /// Per channel, the sums of its complete blocks so far, in order.
+    sums: Vec<Vec<A>>,
+}
+
+impl<A: Acc> Columns<A> {
+    /// `c` empty channels.
+    pub(crate) fn new(c: usize) -> Self {
+        Columns {
+            lanes: vec![A::NEG_ZERO; LANES * c],
+            c,
+            fill: 0,
+            sums: (0..c).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Appends the next term of every channel (`row.len()` is the channel count).
+    #[inline]
+    pub(crate) fn push_row(&mut self, row: &[A]) {
+        let c = self.c;
+        let lane = &mut self.lanes[(self.fill % LANES) * c..][..c];
+        if self.fill < LANES {
+            // A lane starts from its first term.
+            lane.copy_from_slice(&row[..c]);
+        } else {
+            for (a, &t) in lane.iter_mut().zip(row) {
+                *a = a.add(t);
+            }
+        }
+        self.fill += 1;
+        if self.fill == BLOCK {
+            self.close_block();
+        }
+    }
+
+    /// The tree over the 16 lanes of every channel; a lane that never started is a `-0.0` pad
+    /// (and so is every term missing from a lane that did: adding `-0.0` changes nothing).
+    fn close_block(&mut self) {
+        let c = self.c;
+        for j in self.fill.min(LANES)..LANES {
+            self.lanes[j * c..][..c].fill(A::NEG_ZERO);
+        }
+        let mut w = LANES;
+        while w > 1 {
+            w /= 2;
+            // Lane i of the next level from lanes 2i and 2i + 1: it never overwrites a lane that
+            // a later i still reads (2i' >= 2i + 2 > i).
+            for i in 0..w {
+                for ch in 0..c {
+                    let (l, r) = (self.lanes[2 * i * c + ch], self.lanes[(2 * i + 1) * c + ch]);
+                    self.lanes[i * c + ch] = l.add(r);
+                }
+            }
+        }
+        for (sums, &s) in self.sums.iter_mut().zip(&self.lanes[..c]) {
+            sums.push(s);
+        }
+        self.fill = 0;
+    }
+
+    /// Per channel, the block sums `S_0 .. S_{m-1}` (the last block padded with `-0.0`), as
+    /// [`Blocks::into_sums`] gives them.
+    pub(crate) fn into_sums(mut self) -> Vec<Vec<A>> {
+        if self.fill > 0 {
+            self.close_block();
+        }
+        self.sums
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +417,41 @@ mod tests {
                 }
                 assert_eq!(key32(b.finish()), want, "n {n}, runs up to {cut}");
             }
+        }
+    }
+
+    /// Rows of terms through `Columns` give every channel the bits of `Blocks` fed the same
+    /// channel's terms, for row counts around the block and lane sizes and any channel count.
+    #[test]
+    fn columns_equal_blocks_per_channel() {
+        for (s, &rows) in SIZES.iter().enumerate() {
+            for c in [1usize, 3, 16, 17, 64] {
+                let t = f32_terms(rows * c, 5 + s as u64 + c as u64, 7);
+                let mut cols = Columns::new(c);
+                t.chunks_exact(c).for_each(|row| cols.push_row(row));
+                let sums = cols.into_sums();
+                assert_eq!(sums.len(), c);
+                for (ch, got) in sums.iter().enumerate() {
+                    let mut b = Blocks::new();
+                    t.iter().skip(ch).step_by(c).for_each(|&v| b.push_one(v));
+                    let want = b.into_sums();
+                    assert_eq!(got.len(), want.len(), "rows {rows}, c {c}, channel {ch}");
+                    for (g, w) in got.iter().zip(&want) {
+                        assert_eq!(key32(*g), key32(*w), "rows {rows}, c {c}, channel {ch}");
+                    }
+                }
+            }
+        }
+        let t = f64_terms(700 * 5, 3);
+        let mut cols = Columns::new(5);
+        t.chunks_exact(5).for_each(|row| cols.push_row(row));
+        let sums = cols.into_sums();
+        assert_eq!(sums.len(), 5);
+        for (ch, got) in sums.iter().enumerate() {
+            let mut b = Blocks::new();
+            t.iter().skip(ch).step_by(5).for_each(|&v| b.push_one(v));
+            let want: Vec<u64> = b.into_sums().into_iter().map(key64).collect();
+            assert_eq!(got.iter().map(|&v| key64(v)).collect::<Vec<_>>(), want);
         }
     }
 

@@ -440,3 +440,81 @@ fn avx512bf16_conversion_is_not_the_contract() {
         "vcvtne2ps2bf16 differs from the rule on these classes"
     );
 }
+
+/// The periodic kernels (a slope per element, repeating with the channel count) against the rule
+/// with each element's own slope, in every tier: periods below, at and above every tier's step,
+/// every start channel class, heads and tails at misaligned starts, slopes of every kind (zero,
+/// infinite and NaN ones included, as PReLU's weights may hold), nothing written outside.
+fn check_periodic<T: Dtype>(name: &str) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let pool = T::patterns();
+    let pick = |rng: &mut rand::rngs::StdRng| pool[rng.random_range(0..pool.len())];
+    // The weights behind the slopes every kernel is checked with (rounded to T: f16 and bf16
+    // turn the subnormal and huge ones into zeros and infinities, also slopes a weight can be).
+    let kinds: Vec<T> = slopes::<T::C>().into_iter().map(T::narrow).collect();
+    let sentinel = T::of_bits(0x7BCD_7BCD_7BCD_7BCD);
+    for t in tiers() {
+        for period in [1usize, 2, 3, 15, 16, 17, 33, 64, 100] {
+            // Ordinary slopes only, then every kind mixed in.
+            for mixed in [false, true] {
+                let w: Vec<T> = (0..period)
+                    .map(|c| match mixed && c % 3 == 1 {
+                        true => kinds[rng.random_range(0..kinds.len())],
+                        false => kinds[[0, 1, 2, 7][c % 4]],
+                    })
+                    .collect();
+                let p = super::Periodic::new(&w).expect("slopes");
+                for len in [0usize, 1, 7, 16, 31, 33, 70, 257, 1000] {
+                    let x: Vec<T> = (0..len).map(|_| pick(&mut rng)).collect();
+                    let dy: Vec<T> = (0..len).map(|_| pick(&mut rng)).collect();
+                    for c0 in [0, 1, period - 1, period + 2] {
+                        let d = rng.random_range(0..4usize);
+                        let what = format!(
+                            "{} {name} period {period} len {len} c0 {c0} dst +{d} mixed {mixed}",
+                            t.name()
+                        );
+                        let slope = |i: usize| w[(c0 + i) % period].up();
+                        let mut buf = vec![MaybeUninit::new(sentinel); len + 8];
+                        T::fwd_periodic_on(t, &x, &mut buf[d..d + len], &p, c0);
+                        // SAFETY: the whole buffer was initialised with the sentinel first.
+                        let out: Vec<T> = buf.iter().map(|v| unsafe { v.assume_init() }).collect();
+                        let want: Vec<T> = (x.iter().enumerate())
+                            .map(|(i, &v)| v.fwd(slope(i)))
+                            .collect();
+                        same(&format!("{what} fwd"), &out[d..d + len], &want);
+                        assert!(
+                            out[..d]
+                                .iter()
+                                .chain(&out[d + len..])
+                                .all(|v| v.bits() == sentinel.bits()),
+                            "{what}: fwd wrote outside"
+                        );
+                        let mut buf = vec![MaybeUninit::new(sentinel); len + 8];
+                        T::bwd_periodic_on(t, &x, &dy, &mut buf[d..d + len], &p, c0);
+                        // SAFETY: as above.
+                        let out: Vec<T> = buf.iter().map(|v| unsafe { v.assume_init() }).collect();
+                        let want: Vec<T> = (x.iter().zip(&dy).enumerate())
+                            .map(|(i, (&v, &g))| v.bwd(g, slope(i)))
+                            .collect();
+                        same(&format!("{what} bwd"), &out[d..d + len], &want);
+                        assert!(
+                            out[..d]
+                                .iter()
+                                .chain(&out[d + len..])
+                                .all(|v| v.bits() == sentinel.bits()),
+                            "{what}: bwd wrote outside"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_tier_periodic_slopes() {
+    check_periodic::<f16>("f16");
+    check_periodic::<bf16>("bf16");
+    check_periodic::<f32>("f32");
+    check_periodic::<f64>("f64");
+}
