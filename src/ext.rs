@@ -2,7 +2,7 @@
 
 use crate::base::Op;
 use crate::leaky_relu::LeakyRelu;
-use crate::prelu::PreluOp;
+use crate::prelu;
 use candle_core::{Error, Result, Tensor};
 
 /// `leaky_relu` and `prelu` methods on [`Tensor`].
@@ -27,9 +27,10 @@ pub trait LeakyReluExt {
     /// place only to tensors nothing else will read.
     fn leaky_relu_(&self, alpha: f64) -> Result<()>;
 
-    /// PReLU, as PyTorch's `F.prelu(self, weight)`: `self.apply_op2(weight, PreluOp)`, a new
-    /// tensor with autograd for both. The weight has one element or `self.dim(1)` elements
-    /// (or `self`'s own shape); see [`PreluOp`].
+    /// PReLU, as PyTorch's `F.prelu(self, weight)`: [`PreluOp`](crate::PreluOp), a new tensor with autograd for
+    /// both. The weight has one element or `self.dim(1)` elements (or `self`'s own shape); see
+    /// [`PreluOp`](crate::PreluOp). A channel-last view gives a channel-last result, as the layer
+    /// [`PReLU`](crate::PReLU) documents.
     fn prelu(&self, weight: &Tensor) -> Result<Tensor>;
 }
 
@@ -58,6 +59,6 @@ impl LeakyReluExt for Tensor {
     }
 
     fn prelu(&self, weight: &Tensor) -> Result<Tensor> {
-        self.apply_op2(weight, PreluOp)
+        prelu::apply(self, weight)
     }
 }

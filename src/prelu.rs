@@ -265,6 +265,17 @@ impl CustomOp3 for PreluBackward {
 /// backend. Inputs: every input `candle_nn::PReLU::forward` accepts (a weight of one element, of
 /// `x.dim(1)` elements, or of x's own shape).
 ///
+/// **Channel-last views keep their layout.** For x of rank >= 3 whose channels (dim 1) are its
+/// innermost dim in memory, the other dims in order before them (`t.permute((0, 3, 1, 2))` of a
+/// contiguous NHWC tensor `t`, PyTorch's `channels_last`), and one slope per channel, the op runs
+/// on x's own memory seen as a `(rows, channels)` matrix, and the result is returned as the same
+/// kind of view: a channel-last tensor of x's shape, not a contiguous one (as PyTorch keeps the
+/// memory format). Its values are those of the contiguous result, and the weight gradient has
+/// the same bits, since a channel's terms come in the same logical order; without this, the op
+/// would transpose every element into a contiguous output. Call `.contiguous()` on the result
+/// where a contiguous tensor is needed. `x.apply_op2(&w, PreluOp)` (the op itself) always returns a contiguous
+/// tensor.
+///
 /// ```
 /// use candle_core::{DType, Device, Module, Tensor};
 /// use candle_leaky_relu::{prelu, PReLU};
@@ -311,8 +322,45 @@ impl candle_nn::Module for PReLU {
             ))
             .bt());
         }
-        xs.apply_op2(&self.weight, PreluOp)
+        apply(xs, &self.weight)
     }
+}
+
+/// PReLU on a tensor, as [`PReLU`] and [`LeakyReluExt::prelu`](crate::LeakyReluExt::prelu) run
+/// it: [`PreluOp`], with autograd.
+///
+/// Channel-last views keep their layout: see [`PReLU`].
+pub(crate) fn apply(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    match channel_last_order(x, w) {
+        Some((to_last, back)) => {
+            let c = x.dim(1)?;
+            let cl = x.permute(to_last)?;
+            let dims = cl.dims().to_vec();
+            let rows = cl.reshape((x.elem_count() / c, c))?;
+            rows.apply_op2(w, PreluOp)?.reshape(dims)?.permute(back)
+        }
+        None => x.apply_op2(w, PreluOp),
+    }
+}
+
+/// For a channel-last view of rank `r >= 3` with a weight of one slope per channel (more than
+/// one channel): the permutation that moves dim 1 last (after which the view is contiguous) and
+/// the one that moves it back. `None` for anything else (contiguous and empty tensors included).
+fn channel_last_order(x: &Tensor, w: &Tensor) -> Option<(Vec<usize>, Vec<usize>)> {
+    let r = x.rank();
+    let c = *x.dims().get(1)?;
+    if r < 3 || c < 2 || x.elem_count() == 0 || x.is_contiguous() {
+        return None;
+    }
+    if w.elem_count() != c || w.dims() == x.dims() {
+        return None;
+    }
+    let to_last: Vec<usize> = std::iter::once(0).chain(2..r).chain([1]).collect();
+    let back: Vec<usize> = [0, r - 1].into_iter().chain(1..r - 1).collect();
+    x.permute(to_last.clone())
+        .ok()?
+        .is_contiguous()
+        .then_some((to_last, back))
 }
 
 /// A [`PReLU`] layer whose weight `weight` is taken from `vb`: `(num_channels,)` slopes, or one

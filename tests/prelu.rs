@@ -276,6 +276,103 @@ fn views_of_x_dy_and_weight() -> Result<()> {
     Ok(())
 }
 
+/// The layer and `prelu` on channel-last views (NLC seen as NCL, NHWC as NCHW, NDHWC as NCDHW)
+/// keep the layout: the result is a channel-last view with the reference's values, and
+/// autograd through it gives the reference's `dx` and the contract's `dweight` bits, the same as
+/// for the contiguous tensor. A weight of x's own shape, a scalar weight and a view whose dims
+/// are not in order stay on the op's own path (and are contiguous).
+#[test]
+fn channel_last_views_keep_their_layout() -> Result<()> {
+    let cases: [&[usize]; 3] = [&[3, 5, 11], &[2, 6, 5, 7], &[2, 3, 2, 4, 5]];
+    for dev in devices() {
+        for dtype in DTYPES.into_iter().filter(|&d| supports(&dev, d)) {
+            for (k, &xd) in cases.iter().enumerate() {
+                let (r, c, n) = (xd.len(), xd[1], xd.iter().product::<usize>());
+                // Storage dims: dim 1 last.
+                let sd: Vec<usize> = std::iter::once(xd[0])
+                    .chain(xd[2..].iter().copied())
+                    .chain([c])
+                    .collect();
+                let back: Vec<usize> = [0, r - 1].into_iter().chain(1..r - 1).collect();
+                let (xb, gb) = (patterns(dtype, n, 70 + k as u64), patterns(dtype, n, 80));
+                let wb = weight_patterns(dtype, c, 3 + k as u64);
+                let xs = from_bits(dtype, &xb, &sd, &dev)?;
+                let x = xs.permute(back.clone())?;
+                let dy = from_bits(dtype, &gb, &sd, &dev)?.permute(back.clone())?;
+                let w = from_bits(dtype, &wb, &[c], &dev)?;
+                let what = format!("{dev:?} {dtype:?} x {xd:?} channel-last");
+                let (lx, lg) = (to_bits(&x.contiguous()?)?, to_bits(&dy.contiguous()?)?);
+
+                let y = x.prelu(&w)?;
+                assert_eq!(y.dims(), xd, "{what}");
+                assert_eq!(y.stride()[1], 1, "{what}: the result is channel-last");
+                assert_bits_eq(&what, &to_bits(&y)?, &want_fwd(dtype, &lx, &wb, xd, &[c]));
+                let layer = PReLU::new(w.clone(), false);
+                assert_bits_eq(&what, &to_bits(&layer.forward(&x)?)?, &to_bits(&y)?);
+
+                // Autograd through the channel-last path: the bits of autograd through the
+                // contiguous tensor with the same values (candle's own ops around the layer are
+                // the same in both; their arithmetic, e.g. adding each gradient into a zero
+                // tensor, is candle's).
+                let grads_of = |x: &Var, y: Tensor, w: &Var| -> Result<(Vec<u64>, Vec<u64>)> {
+                    let g = (y * &dy)?.sum_all()?.backward()?;
+                    let gx = g.get(x.as_tensor()).expect("dx");
+                    let gx = match gx.dims() == xd {
+                        true => gx.clone(),
+                        false => gx.permute(back.clone())?,
+                    };
+                    Ok((to_bits(&gx)?, to_bits(g.get(w.as_tensor()).expect("dw"))?))
+                };
+                let (xv, wv) = (Var::from_tensor(&xs)?, Var::from_tensor(&w)?);
+                let y = xv
+                    .as_tensor()
+                    .permute(back.clone())?
+                    .prelu(wv.as_tensor())?;
+                let got = grads_of(&xv, y, &wv)?;
+                let (xc, wc) = (Var::from_tensor(&x.contiguous()?)?, Var::from_tensor(&w)?);
+                let y = xc.as_tensor().prelu(wc.as_tensor())?;
+                assert!(y.is_contiguous());
+                let want = grads_of(&xc, y, &wc)?;
+                assert_bits_eq(&format!("{what} dx"), &got.0, &want.0);
+                assert_bits_eq(&format!("{what} dweight"), &got.1, &want.1);
+                let fused = want_bwd(dtype, &lx, &wb, &lg, xd, &[c]);
+                if dtype == DType::F32 {
+                    // In f32 candle's ops around the layer are exact here: the reference's dweight
+                    // (with -0.0 read as +0.0, what adding into a zero tensor gives).
+                    let plus = |b: &[u64]| -> Vec<u64> {
+                        b.iter()
+                            .map(|&v| if v == 0x8000_0000 { 0 } else { v })
+                            .collect()
+                    };
+                    assert_bits_eq(
+                        &format!("{what} dweight"),
+                        &plus(&got.1),
+                        &plus(&fused[n..]),
+                    );
+                }
+            }
+            // Not channel-last in the sense above: the op's own path, a contiguous result.
+            let t = from_bits(dtype, &patterns(dtype, 60, 5), &[2, 5, 3, 2], &dev)?;
+            let (wc, w1) = (
+                from_bits(dtype, &weight_patterns(dtype, 3, 1), &[3], &dev)?,
+                from_bits(dtype, &weight_patterns(dtype, 1, 1), &[1], &dev)?,
+            );
+            let odd = t.permute((0, 2, 3, 1))?; // dims (2, 3, 2, 5): dim 1 has stride 2
+            let x1 = t.permute((0, 3, 1, 2))?; // channel-last, but one slope for all
+            for (x, w) in [(&odd, &wc), (&x1, &w1)] {
+                let y = x.prelu(w)?;
+                assert!(y.is_contiguous(), "{dev:?} {dtype:?} {:?}", x.dims());
+                assert_bits_eq(
+                    "op path",
+                    &to_bits(&y)?,
+                    &to_bits(&x.apply_op2(w, PreluOp)?)?,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Random views (permutes, narrows, broadcasts) of large-enough tensors to take the parallel
 /// paths, on the CPU under rayon pools of 1, 2 and 3 threads: the same bits every time, equal
 /// to the reference.
