@@ -1,13 +1,18 @@
 //! CPU benchmarks of PReLU on an NCHW f32 tensor of 4M elements (16x64x64x64, a slope per
 //! channel): the fused forward and backward against this crate's LeakyReLU on the same tensor
 //! (the same memory traffic for the forward), candle-nn's composite `PReLU` (forward, and
-//! forward + backward through autograd for both), and the same input as a channel-last view.
-//! Results and ratios: BENCHMARKS.md.
+//! forward + backward through autograd for both), and the same input as a channel-last view:
+//! through the op (`*_channel_last`: a contiguous result, every element transposed) and through
+//! the layer (`layer_channel_last`: a channel-last result, as PyTorch keeps the memory format).
+//! Group `prelu_rows_f32_4M`: the same elements as a `(65536, 64)` matrix (a slope per column,
+//! as after a linear layer). Results and ratios: BENCHMARKS.md.
 //!
 //! `cargo bench --bench prelu` (all) or e.g. `cargo bench --bench prelu -- backward`.
 
 use candle_core::{Device, Tensor, Var};
-use candle_leaky_relu::{LeakyRelu, LeakyReluBackward, PReLU, PreluBackward, PreluOp};
+use candle_leaky_relu::{
+    LeakyRelu, LeakyReluBackward, LeakyReluExt, PReLU, PreluBackward, PreluOp,
+};
 use candle_nn::Module;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
@@ -35,6 +40,9 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("forward_channel_last", |b| {
         b.iter(|| black_box(x_cl.apply_op2(&weight, PreluOp).unwrap()))
+    });
+    g.bench_function("layer_channel_last", |b| {
+        b.iter(|| black_box(x_cl.prelu(&weight).unwrap()))
     });
     g.bench_function("leaky_relu_forward", |b| {
         b.iter(|| black_box(x.apply_op1(LeakyRelu(0.2)).unwrap()))
@@ -69,6 +77,21 @@ fn benches(c: &mut Criterion) {
     g.bench_function("autograd", |b| b.iter(|| grads(&ours_v)));
     g.bench_function("candle_nn_autograd", |b| b.iter(|| grads(&theirs_v)));
     g.bench_function("tensor_copy", |b| b.iter(|| black_box(x.copy().unwrap())));
+    g.finish();
+
+    let rows = (n * h * w, ch);
+    let (xr, dyr) = (
+        x.reshape(rows).expect("rows"),
+        dy.reshape(rows).expect("rows"),
+    );
+    let mut g = c.benchmark_group("prelu_rows_f32_4M");
+    g.throughput(Throughput::Bytes((xr.elem_count() * 4) as u64));
+    g.bench_function("forward", |b| {
+        b.iter(|| black_box(xr.apply_op2(&weight, PreluOp).unwrap()))
+    });
+    g.bench_function("backward", |b| {
+        b.iter(|| black_box(xr.apply_op3(&weight, &dyr, PreluBackward).unwrap()))
+    });
     g.finish();
 }
 
