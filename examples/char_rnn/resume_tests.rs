@@ -284,6 +284,27 @@ fn shared_slope_knockout_and_probes_interrupted_and_resumed_are_the_uninterrupte
 }
 
 #[test]
+fn relu_run_whose_units_die_interrupted_and_resumed_is_the_uninterrupted_run() -> Result<()> {
+    // A high learning rate kills ReLU units between evaluations: the unit masks (active at the
+    // last evaluation, gradient seen since) must survive the interruptions.
+    let s = Settings {
+        alpha: 0.0,
+        lr: 0.1,
+        irnn_scale: 0.5,
+        eval_every: 10,
+        ..settings(60)
+    };
+    let whole = check_resume("relu_dying", &text(), &s, &[5, 17, 24, 33, 46, 52])?;
+    let h = &whole.history;
+    assert!(h.iter().any(|p| p.died > 0), "no unit died: {h:?}");
+    assert!(
+        h.iter().any(|p| p.zero_grad_pct.is_some_and(|z| z > 0.0)),
+        "every unit had a gradient: {h:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn early_stopping_run_interrupted_and_resumed_stops_at_the_same_step() -> Result<()> {
     // The first 4000 characters of the bundled corpus overfit within 200 steps (tests.rs).
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare.txt");
