@@ -269,7 +269,9 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     let bytes = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
     let hash = fnv1a64(&bytes);
-    write_synced(&tmp, &bytes)?;
+    (std::fs::OpenOptions::new().write(true).open(&tmp))
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     let name = format!("{TENSORS_PREFIX}{hash:016x}{TENSORS_SUFFIX}");
     rename(&tmp, &dir.join(&name))?;
     let settings: Vec<Value> = (state.settings.iter())
@@ -310,12 +312,11 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
         // Best effort: makes the renames durable; the state is consistent either way.
         let _ = d.sync_all();
     }
-    for entry in std::fs::read_dir(dir)?.flatten() {
+    // Older tensor files are no longer referenced: removed, or left if that fails (harmless).
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let old = entry.file_name();
-        let old = old.to_string_lossy();
-        if is_tensor_file(&old) && old != name.as_str() {
-            std::fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove the old state {}", old))?;
+        if is_tensor_file(&old.to_string_lossy()) && old != name.as_str() {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
     Ok(())
