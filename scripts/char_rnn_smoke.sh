@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke run of the char_rnn example: a short train on the bundled corpus (fixed slope, then
-# learned per-unit slopes), a sample from each checkpoint, and two tiny labs (fixed slopes, and
-# a fixed and a learned one). Checks the machine-readable lines. About 25 s of CPU time once
-# built (2-core x86_64 VM).
+# learned per-unit slopes), a sample from each checkpoint, the first run again stopped after 20
+# steps and resumed (it must end with the same final line and checkpoint bytes), and two tiny
+# labs (fixed slopes, and a fixed and a learned one). Checks the machine-readable lines. About
+# 30 s of CPU time once built (2-core x86_64 VM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${CARGO_TARGET_DIR:-target}/char_rnn_smoke"
@@ -12,7 +13,24 @@ rnn() { cargo run --quiet --release --example char_rnn -- "$@"; }
 log=$(rnn train --steps 30 --eval-every 15 --out "$out" --sample-len 40)
 echo "$log"
 echo "$log" | tail -n 1 | grep -Eq "^final: steps=30 train_loss=[0-9.]+ val_loss=[0-9.]+ dead_units=[0-9.]+% best_step=(15|30) alpha_mean=0.01 alpha_min=0.01 alpha_max=0.01$"
+final=$(echo "$log" | tail -n 1)
 rnn sample --checkpoint "$out" --prime "ROMEO:" --len 40 --top-k 5
+# The same run stopped after 20 steps (its resume state saved), then resumed to 30.
+rm -rf "$out/resumed"
+log=$(rnn train --steps 30 --eval-every 15 --out "$out/resumed" --sample-len 40 --stop-after 20)
+echo "$log"
+echo "$log" | tail -n 1 | grep -q "^stopped after step 20 of 30 "
+[ -s "$out/resumed/resume.json" ] && [ ! -e "$out/resumed/model.safetensors" ]
+log=$(rnn train --steps 30 --eval-every 15 --out "$out/resumed" --sample-len 40 --resume)
+echo "$log"
+[ "$(echo "$log" | tail -n 1)" = "$final" ]
+cmp "$out/model.safetensors" "$out/resumed/model.safetensors"
+log=$(rnn train --steps 30 --eval-every 15 --out "$out/resumed" --sample-len 40 --resume)
+echo "$log" | grep -q "had already finished at step 30"
+if rnn train --steps 40 --eval-every 15 --out "$out/resumed" --resume 2>"$out/resumed/err"; then
+  echo "resuming with another --steps must fail"; exit 1
+fi
+grep -q -- "--steps 40 here, 30 in the saved run" "$out/resumed/err"
 log=$(rnn train --prelu --steps 30 --eval-every 15 --out "$out/prelu" --sample-len 40)
 echo "$log"
 echo "$log" | tail -n 1 | grep -Eq "^final: steps=30 train_loss=[0-9.]+ val_loss=[0-9.]+ dead_units=[0-9.]+% best_step=(15|30) $slope$"

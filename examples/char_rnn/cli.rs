@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Train on a text, save a checkpoint, print a sample.
-    Train(TrainArgs),
+    Train(TrainCmd),
     /// Generate text from a checkpoint.
     Sample(SampleArgs),
     /// Train twice from the same seed, ReLU (alpha 0) vs LeakyReLU, and plot both runs.
@@ -138,6 +138,20 @@ pub struct TrainArgs {
     /// Characters of the sample printed after training
     #[arg(long, default_value_t = 400)]
     pub sample_len: usize,
+}
+
+/// Flags of `train`: those it shares with `compare`, and resuming.
+#[derive(Args, Debug, Clone)]
+pub struct TrainCmd {
+    #[command(flatten)]
+    pub args: TrainArgs,
+    /// Continue the run whose resume state is in --out (saved at every evaluation) to --steps;
+    /// the other flags must be the ones it was started with
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop once this many steps are done, saving the resume state (continue with --resume)
+    #[arg(long)]
+    pub stop_after: Option<usize>,
 }
 
 /// Settings that change several defaults of `lab` at once.

@@ -1,29 +1,63 @@
 //! The commands: what each runs, prints and writes.
 
 use crate::alloc::set_threads;
-use crate::cli::{device, LabArgs, SampleArgs, SweepArgs, TableArgs, TrainArgs};
+use crate::cli::{device, LabArgs, SampleArgs, SweepArgs, TableArgs, TrainArgs, TrainCmd};
 use crate::lab::AlphaRuns;
 use crate::report::{create_out, final_line, points_csv, steps_csv, write};
-use crate::{lab, model, plot, report, sample, train};
+use crate::{lab, model, plot, report, resume, sample, train};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// The checkpoint's file name inside `train --out`.
 pub const CHECKPOINT: &str = "model.safetensors";
 
-/// `train`: one run, its checkpoint, a sample and the `final:` line.
-pub fn run_train(a: &TrainArgs) -> Result<()> {
+/// `train`: one run (saving its resume state in `--out` at every evaluation, or continuing
+/// the run saved there with `--resume`), its checkpoint, a sample and the `final:` line.
+pub fn run_train(cmd: &TrainCmd) -> Result<()> {
+    let a = &cmd.args;
     set_threads(a.run.threads);
     let (text, dev) = (a.run.text()?, device(a.run.at.device)?);
     let (alpha, slopes) = a.slope();
-    let run = train::train(&text, &a.settings(alpha, slopes), &dev, Some("train"))?;
+    create_out(&a.out)?;
+    let state = a.out.join(resume::STATE_FILE);
+    if let (false, Some((step, finished))) = (cmd.resume, resume::saved_step(&a.out)) {
+        let run = if finished { "finished run" } else { "run" };
+        println!(
+            "note: {} holds the resume state of a {run} at step {step}; this run starts afresh \
+             and replaces it (--resume continues that one)",
+            state.display()
+        );
+    }
+    let persist = train::Persist {
+        dir: a.out.clone(),
+        resume: cmd.resume,
+        stop_after: cmd.stop_after,
+    };
+    let s = a.settings(alpha, slopes);
+    let run = train::train_persisted(&text, &s, &dev, Some("train"), Some(&persist))?;
     if let Some(step) = run.diverged {
         bail!("training diverged at step {step} (loss not finite); try a lower --lr");
     }
-    create_out(&a.out)?;
+    if let Some(step) = run.stopped_at {
+        println!(
+            "stopped after step {step} of {} (--stop-after); resume state {}; continue with the \
+             same flags and --resume",
+            s.steps,
+            state.display()
+        );
+        return Ok(());
+    }
     let path = a.out.join(CHECKPOINT);
     run.model.save(&run.vocab, &path)?;
     let best = run.best();
+    if run.resumed_from == Some(run.steps()) {
+        println!(
+            "the run in {} had already finished at step {}: nothing to train (checkpoint \
+             written again from its state)",
+            a.out.display(),
+            run.steps()
+        );
+    }
     if run.stopped_early {
         println!(
             "stopped early at step {}: no better validation loss in --patience {} evaluations",

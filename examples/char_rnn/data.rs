@@ -171,6 +171,25 @@ impl Streams {
         self.rows
     }
 
+    /// The cursor: where in each stream the next batch starts (before wrapping round).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Puts the cursor at `pos`, a value [`Streams::position`] gave: a multiple of the sequence
+    /// length within the streams.
+    pub fn seek(&mut self, pos: usize) -> Result<()> {
+        ensure!(
+            pos.is_multiple_of(self.seq_len) && pos <= self.row_len,
+            "stream position {pos} is not a multiple of --seq-len {} within streams of {} \
+             characters",
+            self.seq_len,
+            self.row_len
+        );
+        self.pos = pos;
+        Ok(())
+    }
+
     /// The next batch, wrapping round to the start after the last full one.
     pub fn next_batch(&mut self) -> Batch {
         if self.pos + self.seq_len + 1 > self.row_len {

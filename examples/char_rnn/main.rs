@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example char_rnn -- train
+//! cargo run --release --example char_rnn -- train --resume    # continue an interrupted run
 //! cargo run --release --example char_rnn -- sample --prime "ROMEO:" --len 500
 //! cargo run --release --example char_rnn -- compare
 //! cargo run --release --example char_rnn -- lab
@@ -15,7 +16,9 @@
 //! loop, `model.rs` the network and its checkpoint, `data.rs` the text and batches, `lab.rs`
 //! the dying-ReLU lab, `measures.rs` the gradient-norm and revival measures, `report.rs` the
 //! `final:` line, CSV and the sweep's table, `plot.rs` the SVGs, `sample.rs` text generation,
-//! `alloc.rs` allocator and thread tuning; `tests.rs` and `slope_tests.rs` the tests.
+//! `optim.rs` AdamW with a state that can be saved, `resume.rs` the resume state of `train`,
+//! `alloc.rs` allocator and thread tuning; `tests.rs`, `slope_tests.rs` and `resume_tests.rs`
+//! the tests.
 
 mod alloc;
 mod cli;
@@ -24,8 +27,12 @@ mod data;
 mod lab;
 mod measures;
 mod model;
+mod optim;
 mod plot;
 mod report;
+mod resume;
+#[cfg(test)]
+mod resume_tests;
 mod sample;
 #[cfg(test)]
 mod slope_tests;

@@ -54,6 +54,30 @@ pub struct Config {
     pub slopes: SlopeKind,
 }
 
+impl Config {
+    /// The name and shape of every weight of a model of this configuration, in the checkpoint's
+    /// order, the learned slopes (`prelu.weight`) last when learned: the order of
+    /// [`Vars::all`] and [`CharRnn::weights`].
+    pub fn weight_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let (v, e, h) = (self.vocab, self.embed, self.hidden);
+        let shapes = [
+            vec![v, e],
+            vec![h, e],
+            vec![h],
+            vec![h, h],
+            vec![v, h],
+            vec![v],
+        ];
+        let mut list: Vec<_> = NAMES.into_iter().zip(shapes).collect();
+        match self.slopes {
+            SlopeKind::Fixed => {}
+            SlopeKind::PerUnit => list.push((SLOPE_NAME, vec![h])),
+            SlopeKind::Shared => list.push((SLOPE_NAME, vec![1])),
+        }
+        list
+    }
+}
+
 /// Mean, least and largest slope of the hidden units (all three the slope when it is fixed).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SlopeStats {
@@ -251,6 +275,41 @@ impl CharRnn {
             b_out,
             prelu,
         }
+    }
+
+    /// Every weight, in the order of [`Config::weight_shapes`] (the learned slopes last).
+    pub fn weights(&self) -> Vec<Tensor> {
+        (self.list().into_iter().cloned())
+            .chain(self.slopes().cloned())
+            .collect()
+    }
+
+    /// A model of `cfg` with `weights` (on their device), in the order of
+    /// [`Config::weight_shapes`], whose names, shapes and dtype (f32) it checks.
+    pub fn from_weights(cfg: Config, weights: Vec<Tensor>) -> Result<Self> {
+        let shapes = cfg.weight_shapes();
+        ensure!(
+            weights.len() == shapes.len(),
+            "{} weight tensors for a model of {}",
+            weights.len(),
+            shapes.len()
+        );
+        for ((name, want), t) in shapes.iter().zip(&weights) {
+            ensure!(
+                t.dims() == want.as_slice() && t.dtype() == DType::F32,
+                "`{name}` is {:?} {:?}, the configuration needs f32 {want:?}",
+                t.dtype(),
+                t.dims()
+            );
+        }
+        let mut weights = weights.into_iter();
+        let mut next = || weights.next().context("a weight tensor");
+        let list = [next()?, next()?, next()?, next()?, next()?, next()?];
+        let prelu = match cfg.slopes {
+            SlopeKind::Fixed => None,
+            kind => Some(PReLU::new(next()?, kind == SlopeKind::Shared)),
+        };
+        Ok(Self::from_array(cfg, list, prelu))
     }
 
     /// The slopes of the hidden units now.

@@ -463,7 +463,7 @@ fn prelu_flags_set_the_kind_and_the_default_initial_slope() -> Result<()> {
     let train_args = |args: &[&str]| -> Result<crate::cli::TrainArgs> {
         let argv = ["char_rnn", "train"].iter().chain(args).copied();
         match parse_cli(argv)?.cmd {
-            Cmd::Train(a) => Ok(a),
+            Cmd::Train(a) => Ok(a.args),
             c => panic!("{c:?}"),
         }
     };

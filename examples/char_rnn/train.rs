@@ -3,15 +3,21 @@
 //! which hidden units are inactive, and the best-validation checkpoint with early stopping.
 //! Every step records the gradient norm before clipping; every `probe_every` steps a probe
 //! reads the slopes and checks the knocked-out units on a fixed slice of validation data.
+//! With [`train_persisted`], a run saves its resume state (`resume.rs`) at every evaluation and
+//! can be continued from it to the same result as a run never interrupted.
 
 use crate::data::{Corpus, Streams, Vocab};
 use crate::model::{loss, CharRnn, Config, SlopeKind, SlopeStats, Vars};
-use anyhow::{ensure, Context, Result};
-use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use crate::optim::AdamW;
+use crate::resume::{self, Finish, State, TextPrint};
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::ParamsAdamW;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Everything a training run needs besides the text and the device.
@@ -115,7 +121,12 @@ pub struct Run {
     pub diverged: Option<usize>,
     /// Whether training stopped early (`patience` evaluations without improvement).
     pub stopped_early: bool,
-    /// Wall time of the training loop (validation included), seconds.
+    /// The steps done when [`Persist::stop_after`] stopped the unfinished run.
+    pub stopped_at: Option<usize>,
+    /// The steps done when this run was continued from its saved state (`None`: not resumed).
+    pub resumed_from: Option<usize>,
+    /// Wall time of the training loop (validation included; of every process that ran it),
+    /// seconds.
     pub secs: f64,
     /// Training characters per second of wall time.
     pub chars_per_s: f64,
@@ -142,7 +153,7 @@ impl Run {
 
     /// Optimiser steps done.
     pub fn steps(&self) -> usize {
-        self.diverged.unwrap_or(self.last().step)
+        (self.diverged.or(self.stopped_at)).unwrap_or(self.last().step)
     }
 
     /// Share of the steps done on which clipping fired (NaN before the first step).
@@ -363,6 +374,57 @@ enum Verdict {
     StopEarly,
 }
 
+/// Where `train` keeps a run's resume state (see `resume.rs`) and what it does with it.
+#[derive(Clone, Debug)]
+pub struct Persist {
+    /// The directory of the state (`train --out`); it must exist.
+    pub dir: PathBuf,
+    /// Continue the run whose state is in `dir` instead of starting one (which replaces it).
+    pub resume: bool,
+    /// Stop once this many steps are done, with the state saved there, as an interruption
+    /// would (the run is not finished; it continues with `resume`).
+    pub stop_after: Option<usize>,
+}
+
+/// The model, its trainable variables, both optimisers and the training and validation
+/// streams of a fresh run of `s` on `corpus` (the knockout not yet applied).
+type Parts = (CharRnn, Vars, AdamW, Option<AdamW>, Streams, Streams);
+
+fn parts(corpus: &Corpus, s: &Settings, dev: &Device) -> Result<Parts> {
+    let stream = Streams::new(&corpus.train, s.batch, s.seq_len)?;
+    let val = Streams::new(&corpus.val, s.batch, s.seq_len)?;
+    let cfg = Config {
+        vocab: corpus.vocab.len(),
+        embed: s.embed,
+        hidden: s.hidden,
+        alpha: s.alpha,
+        slopes: s.slopes,
+    };
+    let (model, vars) = CharRnn::init(cfg, s.irnn_scale, s.seed, dev)?;
+    let params = ParamsAdamW {
+        lr: s.lr,
+        weight_decay: s.weight_decay,
+        ..Default::default()
+    };
+    let opt = AdamW::new(vars.weights(), params.clone())?;
+    let slope_opt = match &vars.slope {
+        Some(v) => {
+            let params = ParamsAdamW {
+                weight_decay: 0.0,
+                ..params
+            };
+            Some(AdamW::new(vec![v.clone()], params)?)
+        }
+        None => None,
+    };
+    Ok((model, vars, opt, slope_opt, stream, val))
+}
+
+/// The dropout generator of a run seeded with `seed`.
+fn dropout_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ 0x6472_6f70_6f75_7421)
+}
+
 /// A run in progress: the model, its optimiser, the data streams and everything measured so far.
 struct Trainer<'a> {
     s: &'a Settings,
@@ -384,6 +446,8 @@ struct Trainer<'a> {
     best: usize,
     best_model: Option<CharRnn>,
     drop_rng: StdRng,
+    /// Numbers drawn from `drop_rng` so far.
+    dropout_draws: u64,
     /// The hidden state carried from batch to batch.
     h: Tensor,
     /// Sum and count of the training losses since the last evaluation.
@@ -391,6 +455,12 @@ struct Trainer<'a> {
     window_n: usize,
     progress: Progress,
     start: Instant,
+    /// Wall time of the training loop before `start` (in the runs this one continues).
+    elapsed_before: f64,
+    /// Steps done when this process took the run over (0, or where it resumed).
+    first: usize,
+    /// Where the run resumed, if it did; how it had ended, if it had.
+    resumed: Option<(usize, Option<Finish>)>,
     grad_norms: Vec<f64>,
     clipped: usize,
     probes: Vec<Probe>,
@@ -399,38 +469,13 @@ struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     /// Fresh weights (with the knockout applied), the optimiser, and the evaluation at step 0.
     fn new(corpus: &Corpus, s: &'a Settings, dev: &'a Device, label: Option<&str>) -> Result<Self> {
-        let stream = Streams::new(&corpus.train, s.batch, s.seq_len)?;
-        let val = Streams::new(&corpus.val, s.batch, s.seq_len)?;
-        let cfg = Config {
-            vocab: corpus.vocab.len(),
-            embed: s.embed,
-            hidden: s.hidden,
-            alpha: s.alpha,
-            slopes: s.slopes,
-        };
-        let (model, vars) = CharRnn::init(cfg, s.irnn_scale, s.seed, dev)?;
+        let (model, vars, opt, slope_opt, stream, val) = parts(corpus, s, dev)?;
         let knocked = knocked_units(s);
         if !knocked.is_empty() {
             let mut b = vec![0f32; s.hidden];
             knocked.iter().for_each(|&u| b[u] = s.knockout_bias as f32);
             vars.b.set(&Tensor::from_vec(b, s.hidden, dev)?)?;
         }
-        let params = ParamsAdamW {
-            lr: s.lr,
-            weight_decay: s.weight_decay,
-            ..Default::default()
-        };
-        let opt = AdamW::new(vars.weights(), params.clone())?;
-        let slope_opt = match &vars.slope {
-            Some(v) => {
-                let params = ParamsAdamW {
-                    weight_decay: 0.0,
-                    ..params
-                };
-                Some(AdamW::new(vec![v.clone()], params)?)
-            }
-            None => None,
-        };
         let progress = Progress::new(label, s.steps)?;
         let start = Instant::now();
         let first = evaluate(&model, &val)?;
@@ -462,12 +507,16 @@ impl<'a> Trainer<'a> {
             grad_seen: vec![false; s.hidden],
             best: 0,
             best_model: None,
-            drop_rng: StdRng::seed_from_u64(s.seed ^ 0x6472_6f70_6f75_7421),
+            drop_rng: dropout_rng(s.seed),
+            dropout_draws: 0,
             h,
             window: 0.0,
             window_n: 0,
             progress,
             start,
+            elapsed_before: 0.0,
+            first: 0,
+            resumed: None,
             grad_norms: Vec::new(),
             clipped: 0,
             probes: Vec::new(),
@@ -476,6 +525,258 @@ impl<'a> Trainer<'a> {
             t.probe(0)?;
         }
         Ok(t)
+    }
+
+    /// Numbers one step's dropout mask draws.
+    fn draws_per_step(&self) -> u64 {
+        match self.s.dropout > 0.0 {
+            true => (self.stream.rows() * self.s.seq_len * self.s.hidden) as u64,
+            false => 0,
+        }
+    }
+
+    /// The run `state` saved, continued (its settings and text already checked against these):
+    /// refuses a state whose parts do not fit together or do not fit the settings.
+    fn resume(
+        corpus: &Corpus,
+        s: &'a Settings,
+        dev: &'a Device,
+        label: Option<&str>,
+        state: State,
+    ) -> Result<Self> {
+        let (model, vars, opt, mut slope_opt, mut stream, val) = parts(corpus, s, dev)?;
+        let State {
+            done,
+            finished,
+            opt_steps,
+            best,
+            history,
+            probes,
+            grad_norms,
+            clipped,
+            grad_seen,
+            active,
+            window,
+            stream_pos,
+            dropout_draws,
+            elapsed,
+            mut tensors,
+            ..
+        } = state;
+        let last = history.last().context("`history` is empty")?;
+        ensure!(
+            history[0].step == 0 && history.windows(2).all(|w| w[0].step < w[1].step),
+            "`history` does not start at step 0 and rise"
+        );
+        ensure!(
+            last.step <= done && done <= s.steps,
+            "`done` {done} is before the last evaluation (step {}) or past --steps {}",
+            last.step,
+            s.steps
+        );
+        ensure!(best < history.len(), "`best` {best} is not in `history`");
+        ensure!(
+            probes.windows(2).all(|w| w[0].step < w[1].step)
+                && probes.last().is_none_or(|p| p.step <= done),
+            "`probes` do not rise up to step {done}"
+        );
+        ensure!(
+            grad_norms.len() == done && clipped <= done,
+            "{} gradient norms and {clipped} clipped steps for {done} steps",
+            grad_norms.len()
+        );
+        ensure!(
+            grad_seen.len() == s.hidden && active.len() == s.hidden,
+            "unit masks of {} and {} entries for {} hidden units",
+            grad_seen.len(),
+            active.len(),
+            s.hidden
+        );
+        ensure!(
+            window.1 == done - last.step,
+            "a training-loss window of {} steps, {} steps after the last evaluation",
+            window.1,
+            done - last.step
+        );
+        let want = (done, slope_opt.as_ref().map(|_| done));
+        ensure!(
+            opt_steps == want,
+            "optimiser steps {opt_steps:?}, not {want:?} after {done} steps"
+        );
+        let finished_ok = match finished {
+            None => done < s.steps,
+            Some(Finish::Steps) => done == s.steps,
+            Some(Finish::StoppedEarly) => done < s.steps && last.step == done,
+        };
+        ensure!(
+            finished_ok,
+            "`finished` {finished:?} does not fit {done} of {} steps",
+            s.steps
+        );
+        ensure!(
+            elapsed.is_finite() && elapsed >= 0.0,
+            "`elapsed_secs` {elapsed}"
+        );
+        stream
+            .seek(stream_pos)
+            .context("`stream_position` does not fit the text and settings")?;
+        let mut t = Self {
+            s,
+            dev,
+            model,
+            vars,
+            opt,
+            slope_opt: None,
+            stream,
+            val,
+            knocked: knocked_units(s),
+            history,
+            active,
+            grad_seen,
+            best,
+            best_model: None,
+            drop_rng: dropout_rng(s.seed),
+            dropout_draws: 0,
+            h: Tensor::zeros(1, DType::F32, dev)?,
+            window: window.0,
+            window_n: window.1,
+            progress: Progress::new(label, s.steps)?,
+            start: Instant::now(),
+            elapsed_before: elapsed,
+            first: done,
+            resumed: Some((done, finished)),
+            grad_norms,
+            clipped,
+            probes,
+        };
+        let want = t.draws_per_step() * done as u64;
+        ensure!(
+            dropout_draws == want,
+            "`dropout_draws` {dropout_draws}, not {want} after {done} steps"
+        );
+        // The generator's state after those draws: the same numbers drawn again.
+        for _ in 0..want {
+            t.drop_rng.random::<f64>();
+        }
+        t.dropout_draws = want;
+        let mut take = |key: String| {
+            (tensors.remove(&key)).with_context(|| format!("the tensors have no `{key}`"))
+        };
+        let cfg = t.model.cfg;
+        let names: Vec<&str> = cfg.weight_shapes().into_iter().map(|(n, _)| n).collect();
+        let named = names.iter().zip(t.vars.all());
+        for (name, var) in named {
+            let w = take(format!("weight.{name}"))?;
+            ensure!(
+                w.dims() == var.dims() && w.dtype() == var.dtype(),
+                "`weight.{name}` is {:?} {:?}, the settings need {:?} {:?}",
+                w.dtype(),
+                w.dims(),
+                var.dtype(),
+                var.dims()
+            );
+            var.set(&w.to_device(dev)?)?;
+        }
+        let mut moments = |prefix: &str, names: &[&str]| -> Result<Vec<(Tensor, Tensor)>> {
+            (names.iter())
+                .map(|n| {
+                    Ok((
+                        take(format!("{prefix}.m.{n}"))?,
+                        take(format!("{prefix}.v.{n}"))?,
+                    ))
+                })
+                .collect()
+        };
+        let (weights, slope) = names.split_at(6);
+        (t.opt.restore(done, moments("adamw", weights)?)).context("the weights' optimiser")?;
+        if let Some(o) = &mut slope_opt {
+            (o.restore(done, moments("slope_adamw", slope)?)).context("the slopes' optimiser")?;
+        }
+        t.slope_opt = slope_opt;
+        let h = take("hidden".into())?;
+        let rows = t.stream.rows();
+        ensure!(
+            h.dims() == [rows, s.hidden] && h.dtype() == DType::F32,
+            "`hidden` is {:?} {:?}, not f32 [{rows}, {}]",
+            h.dtype(),
+            h.dims(),
+            s.hidden
+        );
+        t.h = h.to_device(dev)?;
+        if best > 0 {
+            let weights = (names.iter())
+                .map(|n| {
+                    take(format!("best.{n}"))?
+                        .to_device(dev)
+                        .map_err(Into::into)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let model = CharRnn::from_weights(cfg, weights).context("the best weights")?;
+            t.best_model = Some(model);
+        }
+        if let Some(key) = tensors.keys().next() {
+            bail!("unexpected tensor `{key}` (best evaluation {best})");
+        }
+        t.progress.bar.set_position(done as u64);
+        Ok(t)
+    }
+
+    /// The state now, `finished` as said.
+    fn state(&self, text: TextPrint, finished: Option<Finish>) -> Result<State> {
+        let mut tensors = HashMap::new();
+        let names: Vec<&str> = (self.model.cfg.weight_shapes().into_iter())
+            .map(|(n, _)| n)
+            .collect();
+        for (name, var) in names.iter().zip(self.vars.all()) {
+            tensors.insert(format!("weight.{name}"), var.as_tensor().detach());
+        }
+        let (weights, slope) = names.split_at(6);
+        let opts = [
+            ("adamw", weights, Some(&self.opt)),
+            ("slope_adamw", slope, self.slope_opt.as_ref()),
+        ];
+        for (prefix, names, opt) in opts {
+            for (name, (m, v)) in names
+                .iter()
+                .zip(opt.map(AdamW::moments).unwrap_or_default())
+            {
+                tensors.insert(format!("{prefix}.m.{name}"), m);
+                tensors.insert(format!("{prefix}.v.{name}"), v);
+            }
+        }
+        tensors.insert("hidden".into(), self.h.clone());
+        if let Some(best) = &self.best_model {
+            for (name, w) in names.iter().zip(best.weights()) {
+                tensors.insert(format!("best.{name}"), w);
+            }
+        }
+        let done = self.grad_norms.len();
+        Ok(State {
+            settings: (resume::setting_values(self.s).into_iter())
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            text,
+            done,
+            finished,
+            opt_steps: (self.opt.steps(), self.slope_opt.as_ref().map(AdamW::steps)),
+            best: self.best,
+            history: self.history.clone(),
+            probes: self.probes.clone(),
+            grad_norms: self.grad_norms.clone(),
+            clipped: self.clipped,
+            grad_seen: self.grad_seen.clone(),
+            active: self.active.clone(),
+            window: (self.window, self.window_n),
+            stream_pos: self.stream.position(),
+            dropout_draws: self.dropout_draws,
+            elapsed: self.elapsed(),
+            tensors,
+        })
+    }
+
+    /// Wall time of the training loop so far, the runs this one continues included.
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.start.elapsed().as_secs_f64()
     }
 
     /// Reads the slopes and, when units were knocked out, which of them are active on the
@@ -510,12 +811,16 @@ impl<'a> Trainer<'a> {
         }
         let (x, y) = tensors(&b.x, &b.y, b.rows, self.dev)?;
         let mask = match s.dropout > 0.0 {
-            true => Some(dropout_mask(
-                &mut self.drop_rng,
-                (b.x.len(), s.hidden),
-                s.dropout,
-                self.dev,
-            )?),
+            true => {
+                let shape = (b.x.len(), s.hidden);
+                self.dropout_draws += (shape.0 * shape.1) as u64;
+                Some(dropout_mask(
+                    &mut self.drop_rng,
+                    shape,
+                    s.dropout,
+                    self.dev,
+                )?)
+            }
             false => None,
         };
         let out = self
@@ -544,7 +849,8 @@ impl<'a> Trainer<'a> {
         self.h = out.h.detach();
         (self.window, self.window_n) = (self.window + lv, self.window_n + 1);
         let done = step + 1;
-        let rate = self.chars_per_step() * done as f64 / self.start.elapsed().as_secs_f64();
+        let rate =
+            self.chars_per_step() * (done - self.first) as f64 / self.start.elapsed().as_secs_f64();
         self.progress.bar.set_position(done as u64);
         (self.progress.bar).set_message(format!("loss {lv:.3} | {:.0} chars/s", rate));
         if s.probe_every > 0 && done.is_multiple_of(s.probe_every) {
@@ -581,7 +887,7 @@ impl<'a> Trainer<'a> {
         self.progress.say(format!(
             "{} ({:.0} s)",
             eval_line(&p, knocked.len(), s),
-            self.start.elapsed().as_secs_f64()
+            self.elapsed()
         ));
         let prev = self.history[self.history.len() - 1];
         if overfitting(&prev, &p) {
@@ -606,11 +912,18 @@ impl<'a> Trainer<'a> {
         Ok(Verdict::Continue)
     }
 
-    /// The finished run.
-    fn finish(self, vocab: Vocab, diverged: Option<usize>, stopped_early: bool) -> Run {
+    /// The run as it stands (finished, or stopped with `stopped_at`).
+    fn finish(
+        self,
+        vocab: Vocab,
+        diverged: Option<usize>,
+        stopped_early: bool,
+        stopped_at: Option<usize>,
+    ) -> Run {
         self.progress.bar.finish_and_clear();
-        let secs = self.start.elapsed().as_secs_f64();
-        let steps = diverged.unwrap_or(self.history[self.history.len() - 1].step);
+        let secs = self.elapsed();
+        let last = self.history[self.history.len() - 1].step;
+        let steps = diverged.or(stopped_at).unwrap_or(last);
         let chars_per_s = self.chars_per_step() * steps as f64 / secs;
         Run {
             model: (self.best_model).unwrap_or_else(|| self.model.detached()),
@@ -620,6 +933,8 @@ impl<'a> Trainer<'a> {
             knocked: self.knocked,
             diverged,
             stopped_early,
+            stopped_at,
+            resumed_from: self.resumed.map(|(done, _)| done),
             secs,
             chars_per_s,
             grad_norms: self.grad_norms,
@@ -633,11 +948,64 @@ impl<'a> Trainer<'a> {
 /// Trains on `text` on `dev`. `label` prefixes the progress bar and the evaluation lines; all
 /// hidden when `None`. A step whose loss is not finite ends the run (`Run::diverged`).
 pub fn train(text: &str, s: &Settings, dev: &Device, label: Option<&str>) -> Result<Run> {
+    train_persisted(text, s, dev, label, None)
+}
+
+/// [`train`], saving the run's resume state in `persist.dir` at every evaluation (step 0
+/// included) and where `persist.stop_after` stops it, or continuing the run saved there
+/// (`persist.resume`): then the settings and the text must be the saved run's, and the result
+/// is the same, bit for bit, as that of a run never interrupted. Continuing a finished run
+/// trains nothing and gives it back as it ended.
+pub fn train_persisted(
+    text: &str,
+    s: &Settings,
+    dev: &Device,
+    label: Option<&str>,
+    persist: Option<&Persist>,
+) -> Result<Run> {
     check(s)?;
     let corpus = Corpus::new(text, s.val_frac, s.seq_len)?;
-    let mut t = Trainer::new(&corpus, s, dev, label)?;
-    let (mut diverged, mut stopped_early) = (None, false);
-    for step in 0..s.steps {
+    let print = TextPrint::of(text);
+    let mut t = match persist {
+        Some(p) if p.resume => {
+            let state = resume::load(&p.dir)?;
+            resume::check_same_run(&state, s, &print, &p.dir)?;
+            let what = || format!("resume state {}", p.dir.join(resume::STATE_FILE).display());
+            Trainer::resume(&corpus, s, dev, label, state).with_context(what)?
+        }
+        _ => Trainer::new(&corpus, s, dev, label)?,
+    };
+    let save = |t: &Trainer, finished: Option<Finish>| match persist {
+        Some(p) => resume::save(&p.dir, &t.state(print, finished)?),
+        None => Ok(()),
+    };
+    match t.resumed {
+        Some((done, Some(finished))) => {
+            t.progress.say(format!(
+                "the run had already finished at step {done} ({}); nothing to train",
+                match finished {
+                    Finish::Steps => "--steps",
+                    Finish::StoppedEarly => "stopped early",
+                }
+            ));
+            let stopped_early = finished == Finish::StoppedEarly;
+            return Ok(t.finish(corpus.vocab, None, stopped_early, None));
+        }
+        Some((done, None)) => t.progress.say(format!("resuming at step {done}")),
+        None => save(&t, None)?,
+    }
+    let stop_after = persist.and_then(|p| p.stop_after);
+    let mut saved_at = t.first;
+    let (mut diverged, mut stopped_early, mut stopped_at) = (None, false, None);
+    for step in t.first..s.steps {
+        if stop_after.is_some_and(|k| step >= k) {
+            if saved_at != step {
+                save(&t, None)?;
+            }
+            t.progress.say(format!("stopped after step {step}"));
+            stopped_at = Some(step);
+            break;
+        }
         let lv = t.step(step)?;
         if !lv.is_finite() {
             t.progress
@@ -645,12 +1013,23 @@ pub fn train(text: &str, s: &Settings, dev: &Device, label: Option<&str>) -> Res
             diverged = Some(step);
             break;
         }
-        if t.due(step + 1) && t.evaluate_point(step + 1)? == Verdict::StopEarly {
-            stopped_early = true;
-            break;
+        let done = step + 1;
+        if t.due(done) {
+            let verdict = t.evaluate_point(done)?;
+            stopped_early = verdict == Verdict::StopEarly;
+            let finished = match (stopped_early, done == s.steps) {
+                (true, _) => Some(Finish::StoppedEarly),
+                (false, true) => Some(Finish::Steps),
+                (false, false) => None,
+            };
+            save(&t, finished)?;
+            saved_at = done;
+            if stopped_early {
+                break;
+            }
         }
     }
-    Ok(t.finish(corpus.vocab, diverged, stopped_early))
+    Ok(t.finish(corpus.vocab, diverged, stopped_early, stopped_at))
 }
 
 /// Units that became inactive (`died`) and active again (`revived`) between two evaluations.
