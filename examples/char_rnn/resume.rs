@@ -29,12 +29,13 @@ const TENSORS_SUFFIX: &str = ".safetensors";
 const TENSORS_TMP: &str = "resume-tensors.tmp";
 const STATE_TMP: &str = "resume.json.tmp";
 
-/// 64-bit FNV-1a hash of `bytes`: the fingerprint of the text and the checksum of the tensor
-/// file (for telling texts and files apart, not against tampering).
+/// 64-bit FNV-1a hash of `bytes` (the `fnv` crate): the fingerprint of the text and the
+/// checksum of the tensor file (for telling texts and files apart, not against tampering).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    (bytes.iter()).fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(bytes);
+    h.finish()
 }
 
 /// What identifies a training text: its length in bytes and its FNV-1a 64 hash.

@@ -701,3 +701,13 @@ fn train_command_stops_and_resumes_to_the_same_checkpoint_file() -> Result<()> {
     std::fs::remove_file(&data)?;
     Ok(())
 }
+
+/// The fingerprint is FNV-1a 64 (published test vectors), so saved states stay readable across
+/// builds.
+#[test]
+fn fingerprint_is_fnv1a_64() {
+    use crate::resume::fnv1a64;
+    assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+}
