@@ -25,7 +25,7 @@ NCHW with 64 slopes, `forward` (F.prelu), `backward` (torch.ops.aten._prelu_kern
 then the per-element weight gradient summed to 64 channels: dx and dweight, what the crate's
 backward returns), both also on the same values stored NHWC and permuted to NCHW
 (`*_channel_last`), `leaky_relu_forward` / `leaky_relu_backward` on the same tensor, and
-`tensor_copy`.
+`tensor_copy`; and in the group prelu_rows_f32_4M the same elements as a (65536, 64) matrix.
 """
 import argparse
 import json
@@ -194,13 +194,24 @@ def cpu_prelu_rows(a):
         "leaky_relu_backward": lambda: torch.ops.aten.leaky_relu_backward(dy, x, 0.2, False),
         "tensor_copy": lambda: x.clone(),
     }
-    for name, fn in cases.items():
-        ms, min_ms = time_ms_cpu(fn, a.min_run_time)
-        yield {
-            "impl": "torch", "device": "cpu", "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "group": "prelu_f32_4M", "function": name,
-            "n": x.numel(), "ms": round(ms, 6), "min_ms": round(min_ms, 6),
-        }
+    xr, dyr = x.reshape(-1, 64), dy.reshape(-1, 64)
+    rows = {
+        "forward": lambda: F.prelu(xr, w),
+        "backward": lambda: rows_backward(xr, dyr),
+    }
+
+    def rows_backward(x, dy):
+        dx, dw = torch.ops.aten._prelu_kernel_backward(dy, x, w.reshape(1, 64))
+        return dx, dw.sum(dim=0)
+
+    for group, table in (("prelu_f32_4M", cases), ("prelu_rows_f32_4M", rows)):
+        for name, fn in table.items():
+            ms, min_ms = time_ms_cpu(fn, a.min_run_time)
+            yield {
+                "impl": "torch", "device": "cpu", "threads": torch.get_num_threads(),
+                "torch": torch.__version__, "group": group, "function": name,
+                "n": x.numel(), "ms": round(ms, 6), "min_ms": round(min_ms, 6),
+            }
 
 
 def main():
