@@ -262,6 +262,30 @@ fn views_of_x_dy_and_weight() -> Result<()> {
                 &want_bwd(dtype, &lxs, &wb, &lgs, &[3, c, 10], &[1, c]),
             );
 
+            // Rows of one slope per element, strided: (7, c) narrowed out of (7, 2c + 1).
+            let wide = from_bits(
+                dtype,
+                &patterns(dtype, 7 * (2 * c + 1), 13),
+                &[7, 2 * c + 1],
+                &dev,
+            )?;
+            let xr = wide.narrow(1, 1, c)?;
+            let gr = from_bits(dtype, &patterns(dtype, 7 * c, 14), &[7, c], &dev)?;
+            let gr = Tensor::cat(&[&gr, &gr], 1)?.narrow(1, c, c)?;
+            let (lxr, lgr) = (logical(&xr)?, logical(&gr)?);
+            let what = format!("{dev:?} {dtype:?} strided rows");
+            assert_bits_eq(
+                &what,
+                &to_bits(&xr.apply_op2(&weight, PreluOp)?)?,
+                &want_fwd(dtype, &lxr, &wb, &[7, c], &[c]),
+            );
+            let got = to_bits(&xr.apply_op3(&weight, &gr, PreluBackward)?)?;
+            assert_bits_eq(
+                &what,
+                &got,
+                &want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]),
+            );
+
             // A broadcast x (stride 0 along dim 0) with a per-channel weight.
             let row = from_bits(dtype, &patterns(dtype, c * 4, 11), &[1, c, 4], &dev)?;
             let xb2 = row.broadcast_as((6, c, 4))?;
