@@ -285,6 +285,21 @@ fn views_of_x_dy_and_weight() -> Result<()> {
                 &got,
                 &want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]),
             );
+            // The same rows transposed in memory: (c, 7) storage seen as (7, c).
+            let xt = xr.t()?.contiguous()?.t()?;
+            let gt = gr.t()?.contiguous()?.t()?;
+            let what = format!("{dev:?} {dtype:?} transposed rows");
+            assert_bits_eq(
+                &what,
+                &to_bits(&xt.apply_op2(&weight, PreluOp)?)?,
+                &want_fwd(dtype, &lxr, &wb, &[7, c], &[c]),
+            );
+            let got = to_bits(&xt.apply_op3(&weight, &gt, PreluBackward)?)?;
+            assert_bits_eq(
+                &what,
+                &got,
+                &want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]),
+            );
 
             // A broadcast x (stride 0 along dim 0) with a per-channel weight.
             let row = from_bits(dtype, &patterns(dtype, c * 4, 11), &[1, c, 4], &dev)?;
