@@ -519,13 +519,14 @@ fn rows_periodic<T: SliceKernel>(
     let mut written = 0;
     for (r, [ox, og]) in runs.enumerate() {
         let (xr, gr) = (&x[ox..ox + len], &dy[og..og + len]);
-        T::bwd_periodic_run(xr, gr, &mut out[r * len..(r + 1) * len], p, 0);
+        let d = &mut out[r * len..(r + 1) * len];
+        T::bwd_periodic_run(xr, gr, d, p, 0);
+        written += d.len();
         for (xb, gb) in xr.chunks(batch).zip(gr.chunks(batch)) {
             let t = &mut terms[..xb.len()];
             T::terms_run(xb, gb, t);
             t.chunks_exact(c).for_each(|row| cols.push_row(row));
         }
-        written += len;
     }
     (written, cols.into_sums())
 }
