@@ -301,6 +301,27 @@ fn views_of_x_dy_and_weight() -> Result<()> {
                 &want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]),
             );
 
+            // Mixed: one of x and dy with unit-stride rows, the other transposed.
+            let want = want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]);
+            for (xm, gm) in [(&xr, &gt), (&xt, &gr)] {
+                let got = to_bits(&xm.apply_op3(&weight, gm, PreluBackward)?)?;
+                assert_bits_eq(&format!("{dev:?} {dtype:?} rows, mixed"), &got, &want);
+            }
+            // The last two dims transposed: many strided runs, several per channel.
+            let t4 = from_bits(dtype, &patterns(dtype, 2 * c * 12, 15), &[2, c, 3, 4], &dev)?;
+            let xq = t4.transpose(2, 3)?;
+            let gq = from_bits(dtype, &patterns(dtype, 2 * c * 12, 16), &[2, c, 4, 3], &dev)?;
+            let (lxq, lgq) = (logical(&xq)?, logical(&gq)?);
+            let what = format!("{dev:?} {dtype:?} last dims transposed");
+            assert_bits_eq(
+                &what,
+                &to_bits(&xq.apply_op2(&weight, PreluOp)?)?,
+                &want_fwd(dtype, &lxq, &wb, &[2, c, 4, 3], &[c]),
+            );
+            let got = to_bits(&xq.apply_op3(&weight, &gq, PreluBackward)?)?;
+            let want = want_bwd(dtype, &lxq, &wb, &lgq, &[2, c, 4, 3], &[c]);
+            assert_bits_eq(&what, &got, &want);
+
             // A broadcast x (stride 0 along dim 0) with a per-channel weight.
             let row = from_bits(dtype, &patterns(dtype, c * 4, 11), &[1, c, 4], &dev)?;
             let xb2 = row.broadcast_as((6, c, 4))?;
