@@ -81,9 +81,11 @@ struct ChannelSlopes<T: Rule> {
 }
 
 impl<T: Rule> ChannelSlopes<T> {
-    fn new(w: &[T], lw: &Layout, ch: Channels) -> Self {
+    /// `periodic`: whether the caller has a periodic path for this layout (the backward of a
+    /// weight of x's own shape has not: one term per channel).
+    fn new(w: &[T], lw: &Layout, ch: Channels, periodic: bool) -> Self {
         let w = logical(w, lw, ch.channels);
-        let periodic = match ch.inner == 1 && ch.channels > 1 {
+        let periodic = match periodic && ch.inner == 1 && ch.channels > 1 {
             true => Periodic::new(&w),
             false => None,
         };
@@ -571,10 +573,12 @@ pub(crate) fn forward(
 ) -> Result<CpuStorage> {
     use CpuStorage as S;
     Ok(match (x, w) {
-        (S::F16(x), S::F16(w)) => S::F16(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
-        (S::BF16(x), S::BF16(w)) => S::BF16(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
-        (S::F32(x), S::F32(w)) => S::F32(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
-        (S::F64(x), S::F64(w)) => S::F64(fwd(x, lx, &ChannelSlopes::new(w, lw, ch), ch, n)?),
+        (S::F16(x), S::F16(w)) => S::F16(fwd(x, lx, &ChannelSlopes::new(w, lw, ch, true), ch, n)?),
+        (S::BF16(x), S::BF16(w)) => {
+            S::BF16(fwd(x, lx, &ChannelSlopes::new(w, lw, ch, true), ch, n)?)
+        }
+        (S::F32(x), S::F32(w)) => S::F32(fwd(x, lx, &ChannelSlopes::new(w, lw, ch, true), ch, n)?),
+        (S::F64(x), S::F64(w)) => S::F64(fwd(x, lx, &ChannelSlopes::new(w, lw, ch, true), ch, n)?),
         (x, _) => return Err(unsupported(x.dtype(), Op::Prelu)),
     })
 }
@@ -586,7 +590,7 @@ fn bwd<T: SliceKernel>(
     ch: Channels,
     n: usize,
 ) -> Result<Vec<T>> {
-    let sl = ChannelSlopes::new(w, lw, ch);
+    let sl = ChannelSlopes::new(w, lw, ch, ch.outer * ch.inner != 1);
     let slopes = &sl.each[..];
     alloc_with(n + ch.channels, Op::PreluBwd, |out| {
         let (out_dx, out_dw) = out.split_at_mut(n);
