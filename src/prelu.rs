@@ -273,8 +273,8 @@ impl CustomOp3 for PreluBackward {
 /// memory format). Its values are those of the contiguous result, and the weight gradient has
 /// the same bits, since a channel's terms come in the same logical order; without this, the op
 /// would transpose every element into a contiguous output. Call `.contiguous()` on the result
-/// where a contiguous tensor is needed. `x.apply_op2(&w, PreluOp)` (the op itself) always returns a contiguous
-/// tensor.
+/// where a contiguous tensor is needed. `x.apply_op2(&w, PreluOp)` (the op itself) always
+/// returns a contiguous tensor.
 ///
 /// ```
 /// use candle_core::{DType, Device, Module, Tensor};
