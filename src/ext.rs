@@ -27,10 +27,10 @@ pub trait LeakyReluExt {
     /// place only to tensors nothing else will read.
     fn leaky_relu_(&self, alpha: f64) -> Result<()>;
 
-    /// PReLU, as PyTorch's `F.prelu(self, weight)`: [`PreluOp`](crate::PreluOp), a new tensor with autograd for
-    /// both. The weight has one element or `self.dim(1)` elements (or `self`'s own shape); see
-    /// [`PreluOp`](crate::PreluOp). A channel-last view gives a channel-last result, as the layer
-    /// [`PReLU`](crate::PReLU) documents.
+    /// PReLU, as PyTorch's `F.prelu(self, weight)`: [`PreluOp`](crate::PreluOp), a new tensor
+    /// with autograd for both. The weight has one element or `self.dim(1)` elements (or
+    /// `self`'s own shape); see [`PreluOp`](crate::PreluOp). A channel-last view gives a
+    /// channel-last result, as the layer [`PReLU`](crate::PReLU) documents.
     fn prelu(&self, weight: &Tensor) -> Result<Tensor>;
 }
 
