@@ -473,6 +473,10 @@ mod tests {
         assert_eq!(channel_sum(&[-0.0f32; 300]).to_bits(), 0x8000_0000);
         // Three block sums, all -0.0, padded with a fourth -0.0: still -0.0.
         assert_eq!(channel_sum(&[-0.0f32; 513]).to_bits(), 0x8000_0000);
+        assert_eq!(
+            channel_sum(&[-0.0f64; 300]).to_bits(),
+            0x8000_0000_0000_0000
+        );
         let mut z = [-0.0f64; 300];
         z[299] = 0.0;
         assert_eq!(channel_sum(&z).to_bits(), 0);
