@@ -436,6 +436,7 @@ fn bwd_rows<T: SliceKernel>(
         let mut blocks: Vec<Blocks<T::C>> = (0..ch.channels).map(|_| Blocks::new()).collect();
         let mut terms: Vec<T::C> = Vec::new();
         let mut piece = [<T::C as super::tree::Acc>::POS_ZERO; PIECE];
+        let mut piece_sums = [<T::C as super::tree::Acc>::POS_ZERO; PIECE / BLOCK];
         let mut written = 0;
         for (r, [ox, og]) in w.runs(0).enumerate() {
             let (i0, base) = (a0 * per_row + r * len, r * len);
@@ -451,8 +452,20 @@ fn bwd_rows<T: SliceKernel>(
                         let m = PIECE.min(seg - p);
                         let (xs, gs) = (&x[xk + p..xk + p + m], &dy[gk + p..gk + p + m]);
                         T::bwd_run(xs, gs, &mut d[p..p + m], a);
-                        T::terms_run(xs, gs, &mut piece[..m]);
-                        blocks[c].push(&piece[..m]);
+                        // Whole blocks from a block start are summed without storing their
+                        // terms; the rest go through the channel's partial block.
+                        let whole = match blocks[c].at_block_start() {
+                            true => m / BLOCK,
+                            false => 0,
+                        };
+                        if whole > 0 {
+                            let sums = &mut piece_sums[..whole];
+                            T::block_sums_run(xs, gs, sums);
+                            blocks[c].push_sums(sums);
+                        }
+                        let (xs, gs) = (&xs[whole * BLOCK..], &gs[whole * BLOCK..]);
+                        T::terms_run(xs, gs, &mut piece[..xs.len()]);
+                        blocks[c].push(&piece[..xs.len()]);
                     }
                     return;
                 }
@@ -495,10 +508,11 @@ fn bwd_rows<T: SliceKernel>(
     written
 }
 
-/// Elements per piece of a unit-stride channel run in the backward: its dx and terms are formed
-/// a piece at a time (x and dy of a piece, 8 KiB in f32, stay in the L1 cache between the two);
-/// a multiple of BLOCK, so whole blocks are summed straight from the piece.
-const PIECE: usize = 1024;
+/// Elements per piece of a unit-stride channel run in the backward: its dx and then its block
+/// sums are formed a piece at a time (x and dy of a piece, 32 KiB in f32, are still in the cache
+/// for the second pass); a multiple of BLOCK, so whole blocks are summed straight from x and dy.
+/// Larger than the L1 on purpose: 4096 measured faster than 1024 and 256 (BENCHMARKS.md).
+const PIECE: usize = 4096;
 
 /// Terms per `Columns` batch: `terms_run` forms this many (whole rows, at least one) at a time.
 const TERMS_BATCH: usize = 4096;

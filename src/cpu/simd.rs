@@ -5,8 +5,9 @@
 //! - `avx2`: AVX2 + F16C registers (`simd/avx2.rs`).
 //! - `avx512`: AVX-512 F/BW/VL registers with masked tails (`simd/avx512.rs`).
 //!
-//! Each op is written once, generic over [`Lanes`] (`fwd`, `bwd`, `terms` below); a tier only
-//! says how its registers load, convert, compare, multiply, round, blend and store one dtype.
+//! Each op is written once, generic over [`Lanes`] (`fwd`, `bwd`, `terms`, `block_sums` below);
+//! a tier only says how its registers load, convert, compare, multiply, round, add, blend and
+//! store one dtype.
 //! Every tier gives the rule's bits, element for element (tested per tier in `simd/tests.rs` and
 //! `tests/tiers.rs`).
 //!
@@ -15,6 +16,7 @@
 //! lower; a tier the CPU lacks is never run.
 
 use super::rule::{Compute, Rule};
+use super::tree::{block_sum, lanes_tree, Acc, BLOCK, LANES};
 use half::{bf16, f16};
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -142,6 +144,9 @@ pub(crate) trait SliceKernel: Rule<C: Rule> {
     fn bwd_on(tier: Tier, x: &[Self], dy: &[Self], dst: &mut [MaybeUninit<Self>], a: Self::C);
     /// `out[i] = term(x[i], dy[i])`: PReLU's weight-gradient terms (`Rule::term`).
     fn terms_on(tier: Tier, x: &[Self], dy: &[Self], out: &mut [Self::C]);
+    /// `sums[b]` = the block sum (`tree.rs`) of the terms of elements `b * BLOCK .. (b + 1) *
+    /// BLOCK`, for as many whole blocks as `sums` holds and x and dy cover.
+    fn block_sums_on(tier: Tier, x: &[Self], dy: &[Self], sums: &mut [Self::C]);
     /// `dst[i] = fwd(src[i])` with element `i`'s slope `p.slope(c0 + i)`.
     fn fwd_periodic_on(
         tier: Tier,
@@ -177,6 +182,12 @@ pub(crate) trait SliceKernel: Rule<C: Rule> {
     /// the same length.
     fn terms_run(x: &[Self], dy: &[Self], out: &mut [Self::C]) {
         Self::terms_on(tier(), x, dy, out)
+    }
+    /// `sums[b]` = the block sum of the terms of elements `b * BLOCK .. (b + 1) * BLOCK`
+    /// ([`tree::block_sum`] of [`SliceKernel::terms_run`]'s output, without storing the terms);
+    /// x and dy hold `sums.len()` whole blocks.
+    fn block_sums_run(x: &[Self], dy: &[Self], sums: &mut [Self::C]) {
+        Self::block_sums_on(tier(), x, dy, sums)
     }
     /// `dst[i] = fwd(src[i])`, element `i` with the slope of channel `(c0 + i) % period`: a
     /// PReLU run over rows of one slope per element (x of shape `(N, C)`, channel-last data).
@@ -339,6 +350,34 @@ macro_rules! tiered {
                 }
             }
 
+            fn block_sums_on(tier: Tier, x: &[Self], dy: &[Self], sums: &mut [Self::C]) {
+                let blocks = sums.len().min(x.len().min(dy.len()) / BLOCK);
+                let (px, pg, o) = (x.as_ptr(), dy.as_ptr(), sums.as_mut_ptr());
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if tier >= Tier::Avx512 && avx512::available() {
+                        // SAFETY: the CPU has the tier's features (checked just above); `px`
+                        // and `pg` are valid for reading `blocks * BLOCK` elements and `o` for
+                        // writing `blocks` (the slices are at least that long), and `&` slices
+                        // never overlap a `&mut` one.
+                        return unsafe { avx512::block_sums::<Self>(px, pg, o, blocks) };
+                    }
+                    if tier >= Tier::Avx2 && avx2::available() {
+                        // SAFETY: as for the AVX-512 call above, with the AVX2 tier's features.
+                        return unsafe { avx2::block_sums::<Self>(px, pg, o, blocks) };
+                    }
+                }
+                let _ = (tier, px, pg, o);
+                let mut t = [<Self::C as Acc>::POS_ZERO; BLOCK];
+                let pairs = x.chunks_exact(BLOCK).zip(dy.chunks_exact(BLOCK));
+                for (s, (xb, gb)) in sums[..blocks].iter_mut().zip(pairs) {
+                    for ((t, &x), &g) in t.iter_mut().zip(xb).zip(gb) {
+                        *t = x.term(g);
+                    }
+                    *s = block_sum(&t);
+                }
+            }
+
             fn fwd_periodic_on(
                 tier: Tier,
                 src: &[Self],
@@ -471,6 +510,8 @@ pub(super) unsafe trait Lanes<T: Rule> {
     unsafe fn store_terms_part(p: *mut T::C, n: usize, t: Self::Terms);
     /// `Rule::term` of `TN` elements given `C(x)` and `C(dy)`.
     unsafe fn term(x: Self::Terms, dy: Self::Terms) -> Self::Terms;
+    /// `a + b` per lane: one IEEE addition in the compute type, rounded to nearest even.
+    unsafe fn add_terms(a: Self::Terms, b: Self::Terms) -> Self::Terms;
 }
 
 /// How many elements of `n` to handle first (with a partial step) so that the full steps of
@@ -590,6 +631,52 @@ unsafe fn terms<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, out: *mut T::C,
         let k = n - i;
         let t = L::term(L::load_up_part(x.add(i), k), L::load_up_part(dy.add(i), k));
         L::store_terms_part(out.add(i), k, t);
+    }
+}
+
+/// The block sums of `blocks` whole blocks of PReLU's weight-gradient terms, in `tree.rs`'s
+/// order without storing the terms: the block's row `r` (terms `16r .. 16r + 16`) is
+/// `LANES / TN` term vectors, vector `q` of every row added into accumulator `q` (so lane `j` of
+/// the block sums terms `j, j + 16, ..` in order, starting from its first), then the lanes'
+/// pairwise tree ([`lanes_tree`]).
+///
+/// # Safety
+///
+/// The CPU has `L`'s features; `x` and `dy` are valid for reading `blocks * BLOCK` elements and
+/// `sums` for writing `blocks`, and `sums` overlaps neither.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+unsafe fn block_sums<T: Rule, L: Lanes<T>>(
+    x: *const T,
+    dy: *const T,
+    sums: *mut T::C,
+    blocks: usize,
+) {
+    // Accumulators per row: every tier's term vector divides a row, in at most 4 pieces.
+    const MAX_ACC: usize = 4;
+    const { assert!(LANES.is_multiple_of(L::TN) && LANES / L::TN <= MAX_ACC) };
+    /// The term vector of elements `i .. i + TN`.
+    #[inline(always)]
+    unsafe fn term<T: Rule, L: Lanes<T>>(x: *const T, dy: *const T, i: usize) -> L::Terms {
+        L::term(L::load_up(x.add(i)), L::load_up(dy.add(i)))
+    }
+    let per_row = LANES / L::TN;
+    let mut lanes = [<T::C as Acc>::POS_ZERO; LANES];
+    for b in 0..blocks {
+        let (xb, gb) = (x.add(b * BLOCK), dy.add(b * BLOCK));
+        let mut acc = [term::<T, L>(xb, gb, 0); MAX_ACC];
+        for (q, a) in acc.iter_mut().enumerate().take(per_row).skip(1) {
+            *a = term::<T, L>(xb, gb, q * L::TN);
+        }
+        for r in 1..BLOCK / LANES {
+            for (q, a) in acc.iter_mut().enumerate().take(per_row) {
+                *a = L::add_terms(*a, term::<T, L>(xb, gb, r * LANES + q * L::TN));
+            }
+        }
+        for (q, &a) in acc.iter().enumerate().take(per_row) {
+            L::store_terms(lanes.as_mut_ptr().add(q * L::TN), a);
+        }
+        *sums.add(b) = lanes_tree(lanes);
     }
 }
 
@@ -754,6 +841,23 @@ macro_rules! entry_points {
             $tier: Lanes<T>,
         {
             super::terms::<T, $tier>(x, dy, out, n)
+        }
+
+        /// The weight-gradient block sums of this tier.
+        ///
+        /// # Safety
+        ///
+        /// As [`super::block_sums`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn block_sums<T: Rule>(
+            x: *const T,
+            dy: *const T,
+            sums: *mut T::C,
+            blocks: usize,
+        ) where
+            $tier: Lanes<T>,
+        {
+            super::block_sums::<T, $tier>(x, dy, sums, blocks)
         }
 
         /// The forward with periodic slopes of this tier.

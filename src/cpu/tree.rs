@@ -58,6 +58,13 @@ pub(crate) fn block_sum<A: Acc>(t: &[A; BLOCK]) -> A {
             *a = a.add(v);
         }
     }
+    lanes_tree(acc)
+}
+
+/// The 4-level pairwise tree over a block's 16 lane sums: level by level, lane `i` of the next
+/// level is lane `2i` plus lane `2i + 1`.
+#[inline]
+pub(crate) fn lanes_tree<A: Acc>(mut acc: [A; LANES]) -> A {
     let mut w = LANES;
     while w > 1 {
         w /= 2;
@@ -150,6 +157,20 @@ impl<A: Acc> Blocks<A> {
         let rest = blocks.remainder();
         self.buf[..rest.len()].copy_from_slice(rest);
         self.fill = rest.len();
+    }
+
+    /// Whether the next term starts a block: then whole blocks may be summed elsewhere (by
+    /// the same order) and appended with [`Blocks::push_sums`].
+    #[inline]
+    pub(crate) fn at_block_start(&self) -> bool {
+        self.fill == 0
+    }
+
+    /// Appends the sums of whole blocks of the channel's next terms, each summed in this
+    /// module's order ([`block_sum`]); the channel must be at a block start.
+    pub(crate) fn push_sums(&mut self, sums: &[A]) {
+        assert!(self.at_block_start(), "block sums appended inside a block");
+        self.sums.extend_from_slice(sums);
     }
 
     /// Appends one term.

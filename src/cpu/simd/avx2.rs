@@ -200,6 +200,10 @@ unsafe impl Lanes<f32> for Avx2 {
     unsafe fn term(x: __m256, dy: __m256) -> __m256 {
         term_ps(x, dy)
     }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
 }
 
 unsafe impl Lanes<f64> for Avx2 {
@@ -277,6 +281,10 @@ unsafe impl Lanes<f64> for Avx2 {
     #[inline(always)]
     unsafe fn term(x: __m256d, dy: __m256d) -> __m256d {
         term_pd(x, dy)
+    }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m256d, b: __m256d) -> __m256d {
+        _mm256_add_pd(a, b)
     }
 }
 
@@ -362,6 +370,10 @@ unsafe impl Lanes<f16> for Avx2 {
     #[inline(always)]
     unsafe fn term(x: __m256, dy: __m256) -> __m256 {
         term_ps(x, dy)
+    }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
     }
 }
 
@@ -479,5 +491,9 @@ unsafe impl Lanes<bf16> for Avx2 {
     #[inline(always)]
     unsafe fn term(x: __m256, dy: __m256) -> __m256 {
         term_ps(x, dy)
+    }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
     }
 }

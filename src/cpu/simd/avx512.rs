@@ -193,6 +193,10 @@ unsafe impl Lanes<f32> for Avx512 {
     unsafe fn term(x: __m512, dy: __m512) -> __m512 {
         term_ps(x, dy)
     }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
 }
 
 unsafe impl Lanes<f64> for Avx512 {
@@ -268,6 +272,10 @@ unsafe impl Lanes<f64> for Avx512 {
     #[inline(always)]
     unsafe fn term(x: __m512d, dy: __m512d) -> __m512d {
         term_pd(x, dy)
+    }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m512d, b: __m512d) -> __m512d {
+        _mm512_add_pd(a, b)
     }
 }
 
@@ -345,6 +353,10 @@ unsafe impl Lanes<f16> for Avx512 {
     #[inline(always)]
     unsafe fn term(x: __m512, dy: __m512) -> __m512 {
         term_ps(x, dy)
+    }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
     }
 }
 
@@ -461,5 +473,9 @@ unsafe impl Lanes<bf16> for Avx512 {
     #[inline(always)]
     unsafe fn term(x: __m512, dy: __m512) -> __m512 {
         term_ps(x, dy)
+    }
+    #[inline(always)]
+    unsafe fn add_terms(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
     }
 }

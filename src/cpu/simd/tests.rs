@@ -518,3 +518,74 @@ fn every_tier_periodic_slopes() {
     check_periodic::<f32>("f32");
     check_periodic::<f64>("f64");
 }
+
+/// `v` in the compute type `C` (f32 or f64).
+fn compute<C: Bits>(v: f64) -> C {
+    match std::mem::size_of::<C>() {
+        4 => C::of_bits((v as f32).to_bits() as u64),
+        _ => C::of_bits(v.to_bits()),
+    }
+}
+
+/// The block sums of the terms (no terms stored) against `tree::block_sum` of the rule's terms,
+/// in every tier: finite values of mixed magnitudes (where the order of the additions shows in
+/// the bits), then every pattern (NaN, infinities, signed zeros); 0 to 5 blocks from misaligned
+/// starts, nothing written past the blocks, inputs shorter than the sums asked for.
+fn check_block_sums<T: Dtype>(name: &str) {
+    use super::super::tree::{block_sum, BLOCK};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(47);
+    let pool = T::patterns();
+    let sentinel = T::C::of_bits(0x7BCD_7BCD_7BCD_7BCD);
+    for t in tiers() {
+        for specials in [false, true] {
+            for blocks in 0..=5usize {
+                let len = blocks * BLOCK + 3;
+                let value = |rng: &mut rand::rngs::StdRng| match specials {
+                    true => pool[rng.random_range(0..pool.len())],
+                    false => {
+                        let m: f64 = rng.random_range(-1.0..1.0);
+                        T::narrow(compute(m * 2f64.powi(rng.random_range(-12..12))))
+                    }
+                };
+                let x: Vec<T> = (0..len).map(|_| value(&mut rng)).collect();
+                let dy: Vec<T> = (0..len).map(|_| value(&mut rng)).collect();
+                for start in [0usize, 1, 3] {
+                    let what = format!(
+                        "{} {name} {blocks} blocks from +{start} {specials}",
+                        t.name()
+                    );
+                    let (xs, gs) = (&x[start..start + blocks * BLOCK], &dy[start..]);
+                    let want: Vec<T::C> = (0..blocks)
+                        .map(|b| {
+                            let terms: Vec<T::C> = (b * BLOCK..(b + 1) * BLOCK)
+                                .map(|i| xs[i].term(gs[i]))
+                                .collect();
+                            block_sum(terms.as_slice().try_into().expect("a block"))
+                        })
+                        .collect();
+                    // One more sum asked for than x holds: it is left alone.
+                    let mut got = vec![sentinel; blocks + 1];
+                    T::block_sums_on(t, xs, gs, &mut got);
+                    // A NaN sum's payload and sign are not the contract's (the weight gradient
+                    // narrows any NaN sum to the canonical NaN), and they depend on the order in
+                    // which the compiler hands a NaN and a number to the add: NaN-ness only.
+                    for (b, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let nan = |v: &T::C| super::super::rule::Compute::is_nan(*v);
+                        if !(nan(g) && nan(w)) {
+                            same(&format!("{what}: block {b}"), &[*g], &[*w]);
+                        }
+                    }
+                    assert_eq!(got[blocks].bits(), sentinel.bits(), "{what}: wrote past");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_tier_block_sums() {
+    check_block_sums::<f16>("f16");
+    check_block_sums::<bf16>("bf16");
+    check_block_sums::<f32>("f32");
+    check_block_sums::<f64>("f64");
+}
