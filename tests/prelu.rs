@@ -321,6 +321,13 @@ fn views_of_x_dy_and_weight() -> Result<()> {
             let got = to_bits(&xq.apply_op3(&weight, &gq, PreluBackward)?)?;
             let want = want_bwd(dtype, &lxq, &wb, &lgq, &[2, c, 4, 3], &[c]);
             assert_bits_eq(&what, &got, &want);
+            // The other way round: x in order, dy with its last two dims transposed.
+            let g4 = from_bits(dtype, &patterns(dtype, 2 * c * 12, 17), &[2, c, 3, 4], &dev)?;
+            let (xo, go) = (t4.transpose(2, 3)?.contiguous()?, g4.transpose(2, 3)?);
+            let (lxo, lgo) = (logical(&xo)?, logical(&go)?);
+            let got = to_bits(&xo.apply_op3(&weight, &go, PreluBackward)?)?;
+            let want = want_bwd(dtype, &lxo, &wb, &lgo, &[2, c, 4, 3], &[c]);
+            assert_bits_eq(&format!("{what}, dy alone"), &got, &want);
 
             // A broadcast x (stride 0 along dim 0) with a per-channel weight.
             let row = from_bits(dtype, &patterns(dtype, c * 4, 11), &[1, c, 4], &dev)?;

@@ -120,6 +120,8 @@ fn fwd_segment<T: SliceKernel>(
     }
 }
 
+/// `dst[q] = bwd(x[q * sx], dy[q * sg], slope)` for one segment of a strided run (the callers
+/// hand unit-stride runs of one slope to the slice kernels themselves).
 #[inline]
 fn bwd_segment<T: SliceKernel>(
     (x, ox, sx): (&[T], usize, usize),
@@ -127,11 +129,7 @@ fn bwd_segment<T: SliceKernel>(
     d: &mut [MaybeUninit<T>],
     slopes: Slopes<'_, T::C>,
 ) {
-    let len = d.len();
     match slopes {
-        Slopes::One(a) if sx == 1 && sg == 1 => {
-            T::bwd_run(&x[ox..ox + len], &dy[og..og + len], d, a)
-        }
         Slopes::One(a) => {
             for (q, d) in d.iter_mut().enumerate() {
                 d.write(x[ox + q * sx].bwd(dy[og + q * sg], a));
