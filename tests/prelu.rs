@@ -343,6 +343,54 @@ fn views_of_x_dy_and_weight() -> Result<()> {
     Ok(())
 }
 
+/// The op itself (`apply_op2(&w, PreluOp)`, `apply_op3(.., PreluBackward)`) on channel-last
+/// views: a contiguous result with the reference's bits. Tiles of positions full and partial
+/// (more than 64 positions per row), ranks 3 to 5, an offset view, and a view past the threading
+/// threshold.
+#[test]
+fn the_op_on_channel_last_views() -> Result<()> {
+    // (logical dims, storage rows skipped before the view)
+    let cases: [(&[usize], usize); 6] = [
+        (&[3, 5, 11], 0),
+        (&[2, 6, 5, 7], 1),
+        (&[2, 3, 2, 4, 5], 0),
+        (&[2, 70, 130], 0),
+        (&[3, 2, 9, 15], 2),
+        (&[4, 8, 96, 96], 0),
+    ];
+    for dev in devices() {
+        for dtype in DTYPES.into_iter().filter(|&d| supports(&dev, d)) {
+            for (k, &(xd, skip)) in cases.iter().enumerate() {
+                let (r, c, n) = (xd.len(), xd[1], xd.iter().product::<usize>());
+                // Storage dims: dim 1 last, `skip` more rows in front.
+                let sd: Vec<usize> = std::iter::once(xd[0] + skip)
+                    .chain(xd[2..].iter().copied())
+                    .chain([c])
+                    .collect();
+                let back: Vec<usize> = [0, r - 1].into_iter().chain(1..r - 1).collect();
+                let view = |seed: u64| -> Result<Tensor> {
+                    let m = n / xd[0] * (xd[0] + skip);
+                    from_bits(dtype, &patterns(dtype, m, seed), &sd, &dev)?
+                        .narrow(0, skip, xd[0])?
+                        .permute(back.clone())
+                };
+                let (x, dy) = (view(90 + k as u64)?, view(100 + k as u64)?);
+                let wb = weight_patterns(dtype, c, 7 + k as u64);
+                let w = from_bits(dtype, &wb, &[c], &dev)?;
+                let (lx, lg) = (to_bits(&x.contiguous()?)?, to_bits(&dy.contiguous()?)?);
+                let what = format!("{dev:?} {dtype:?} x {xd:?} (+{skip} rows) channel-last, op");
+                let y = x.apply_op2(&w, PreluOp)?;
+                assert!(y.is_contiguous(), "{what}");
+                assert_bits_eq(&what, &to_bits(&y)?, &want_fwd(dtype, &lx, &wb, xd, &[c]));
+                let got = to_bits(&x.apply_op3(&w, &dy, PreluBackward)?)?;
+                let want = want_bwd(dtype, &lx, &wb, &lg, xd, &[c]);
+                assert_bits_eq(&format!("{what} backward"), &got, &want);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The layer and `prelu` on channel-last views (NLC seen as NCL, NHWC as NCHW, NDHWC as NCDHW)
 /// keep the layout: the result is a channel-last view with the reference's values, and
 /// autograd through it gives the reference's `dx` and the contract's `dweight` bits, the same as

@@ -262,7 +262,7 @@ const TILE: usize = 64;
 
 /// The forward of a channel-last view, tile by tile: each tile's positions read with all their
 /// channels, transposed, and each channel's run of outputs written through the slice kernel.
-/// Rows split across threads.
+/// Rows split across threads. Returns the elements written.
 fn fwd_channel_last<T: SliceKernel>(
     x: &[T],
     lx: &Layout,
@@ -275,16 +275,18 @@ fn fwd_channel_last<T: SliceKernel>(
     let walk = RowWalk::new([lx]);
     let body = |a0: usize, out: &mut [MaybeUninit<T>]| {
         let mut tile = Tile::new(c_count, x[0]);
+        let mut written = 0;
         for (r, row) in out.chunks_exact_mut(per_row).enumerate() {
             walk.tiles(a0 + r, |p0, offs| {
                 let xs = tile.load(x, offs.iter().map(|o| o[0]));
                 for (c, &s) in slopes.iter().enumerate() {
                     let d = &mut row[c * inner + p0..][..offs.len()];
                     T::fwd_run(&xs[c * TILE..][..offs.len()], d, s);
+                    written += d.len();
                 }
             });
         }
-        out.len()
+        written
     };
     let rows_per_task = (TASK / per_row).max(1);
     if dst.len() >= PAR_MIN && dst.len() > rows_per_task * per_row {
@@ -324,7 +326,7 @@ impl<T: Copy> Tile<T> {
 
 /// The backward of channel-last views of x and dy, tile by tile: `dx` as the forward writes `y`,
 /// and each channel's run of terms pushed to its running sum. Threads split rows where every
-/// channel's terms start a block.
+/// channel's terms start a block. Returns the elements written.
 fn bwd_channel_last<T: SliceKernel>(
     (x, lx): (&[T], &Layout),
     (dy, ldy): (&[T], &Layout),
@@ -340,8 +342,9 @@ fn bwd_channel_last<T: SliceKernel>(
     let rows_per_task = rows_per_task(n, rows, per_row, inner);
     let walk = RowWalk::new([lx, ldy]);
     // One task: dx of its rows and the block sums of every channel.
-    let task = |a0: usize, out: &mut [MaybeUninit<T>]| -> Vec<Vec<T::C>> {
+    let task = |a0: usize, out: &mut [MaybeUninit<T>]| -> (usize, Vec<Vec<T::C>>) {
         let (mut tx, mut tg) = (Tile::new(c_count, x[0]), Tile::new(c_count, dy[0]));
+        let mut written = 0;
         let mut blocks: Vec<Blocks<T::C>> = (0..c_count).map(|_| Blocks::new()).collect();
         let mut terms: Vec<T::C> = Vec::with_capacity(TILE);
         for (r, row) in out.chunks_exact_mut(per_row).enumerate() {
@@ -352,6 +355,7 @@ fn bwd_channel_last<T: SliceKernel>(
                 for (c, (&s, b)) in slopes.iter().zip(&mut blocks).enumerate() {
                     let (xc, gc) = (&xs[c * TILE..][..m], &gs[c * TILE..][..m]);
                     T::bwd_run(xc, gc, &mut row[c * inner + p0..][..m], s);
+                    written += m;
                     terms.clear();
                     terms.resize(m, <T::C as super::tree::Acc>::POS_ZERO);
                     T::terms_run(xc, gc, &mut terms);
@@ -359,21 +363,23 @@ fn bwd_channel_last<T: SliceKernel>(
                 }
             });
         }
-        blocks.into_iter().map(Blocks::into_sums).collect()
+        (written, blocks.into_iter().map(Blocks::into_sums).collect())
     };
     let chunk = rows_per_task * per_row;
-    let parts: Vec<Vec<Vec<T::C>>> = if chunk < n {
+    let parts: Vec<(usize, Vec<Vec<T::C>>)> = if chunk < n {
         (out_dx.par_chunks_mut(chunk).enumerate())
             .map(|(t, d)| task(t * rows_per_task, d))
             .collect()
     } else {
         vec![task(0, out_dx)]
     };
+    let mut written: usize = parts.iter().map(|p| p.0).sum();
     for (c, d) in out_dw.iter_mut().enumerate() {
-        let mut sums: Vec<T::C> = parts.iter().flat_map(|p| p[c].iter().copied()).collect();
+        let mut sums: Vec<T::C> = parts.iter().flat_map(|p| p.1[c].iter().copied()).collect();
         d.write(T::narrow(tree(&mut sums)));
+        written += 1;
     }
-    n + c_count
+    written
 }
 
 /// The backward for a weight of x's own shape (one term per channel): `dx[i]` and
