@@ -77,6 +77,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("autograd", |b| b.iter(|| grads(&ours_v)));
     g.bench_function("candle_nn_autograd", |b| b.iter(|| grads(&theirs_v)));
     g.bench_function("tensor_copy", |b| b.iter(|| black_box(x.copy().unwrap())));
+    // The floor of any op that returns a contiguous tensor from a channel-last view: candle's
+    // own copy of that view into contiguous storage (a transpose, no arithmetic).
+    g.bench_function("channel_last_contiguous", |b| {
+        b.iter(|| black_box(x_cl.contiguous().unwrap()))
+    });
     g.finish();
 
     let rows = (n * h * w, ch);

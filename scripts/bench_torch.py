@@ -24,8 +24,9 @@ or --threads; --groups picks groups by name (comma-separated, e.g. f32_4M,f16_4M
 NCHW with 64 slopes, `forward` (F.prelu), `backward` (torch.ops.aten._prelu_kernel_backward,
 then the per-element weight gradient summed to 64 channels: dx and dweight, what the crate's
 backward returns), both also on the same values stored NHWC and permuted to NCHW
-(`*_channel_last`), `leaky_relu_forward` / `leaky_relu_backward` on the same tensor, and
-`tensor_copy`; and in the group prelu_rows_f32_4M the same elements as a (65536, 64) matrix.
+(`*_channel_last`), `leaky_relu_forward` / `leaky_relu_backward` on the same tensor,
+`tensor_copy`, and `channel_last_contiguous` (the channel-last view copied to contiguous
+storage: a transpose); and in the group prelu_rows_f32_4M the same elements as a (65536, 64) matrix.
 """
 import argparse
 import json
@@ -193,6 +194,7 @@ def cpu_prelu_rows(a):
         "backward_channel_last": lambda: backward(xl, dyl),
         "leaky_relu_backward": lambda: torch.ops.aten.leaky_relu_backward(dy, x, 0.2, False),
         "tensor_copy": lambda: x.clone(),
+        "channel_last_contiguous": lambda: xl.contiguous(),
     }
     xr, dyr = x.reshape(-1, 64), dy.reshape(-1, 64)
     rows = {

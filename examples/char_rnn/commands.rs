@@ -22,7 +22,7 @@ pub fn run_train(cmd: &TrainCmd) -> Result<()> {
     let state = a.out.join(resume::STATE_FILE);
     if let (false, Some((step, finished))) = (cmd.resume, resume::saved_step(&a.out)) {
         let run = if finished { "finished run" } else { "run" };
-        println!(
+        out!(
             "note: {} holds the resume state of a {run} at step {step}; this run starts afresh \
              and replaces it (--resume continues that one)",
             state.display()
@@ -39,7 +39,7 @@ pub fn run_train(cmd: &TrainCmd) -> Result<()> {
         bail!("training diverged at step {step} (loss not finite); try a lower --lr");
     }
     if let Some(step) = run.stopped_at {
-        println!(
+        out!(
             "stopped after step {step} of {} (--stop-after); resume state {}; continue with the \
              same flags and --resume",
             s.steps,
@@ -51,7 +51,7 @@ pub fn run_train(cmd: &TrainCmd) -> Result<()> {
     run.model.save(&run.vocab, &path)?;
     let best = run.best();
     if run.resumed_from == Some(run.steps()) {
-        println!(
+        out!(
             "the run in {} had already finished at step {}: nothing to train (checkpoint \
              written again from its state)",
             a.out.display(),
@@ -59,13 +59,13 @@ pub fn run_train(cmd: &TrainCmd) -> Result<()> {
         );
     }
     if run.stopped_early {
-        println!(
+        out!(
             "stopped early at step {}: no better validation loss in --patience {} evaluations",
             run.steps(),
             a.patience
         );
     }
-    println!(
+    out!(
         "trained {} steps in {:.1} s ({:.0} chars/s); checkpoint {} (step {}, the best \
          validation loss, {:.4})",
         run.steps(),
@@ -81,11 +81,11 @@ pub fn run_train(cmd: &TrainCmd) -> Result<()> {
         &text[..text.chars().next().map_or(0, char::len_utf8)]
     };
     let opts = sample::SampleOpts::new(prime, a.sample_len, a.run.at.seed);
-    println!(
+    out!(
         "--- sample ---\n{}\n--------------",
         sample::sample(&run.model, &run.vocab, &opts)?
     );
-    println!("{}", final_line(&run));
+    out!("{}", final_line(&run));
     Ok(())
 }
 
@@ -102,7 +102,7 @@ pub fn run_sample(a: &SampleArgs) -> Result<()> {
         top_k: a.top_k,
         ..sample::SampleOpts::new(&a.prime, a.len, a.at.seed)
     };
-    println!("{}", sample::sample(&model, &vocab, &opts)?);
+    out!("{}", sample::sample(&model, &vocab, &opts)?);
     Ok(())
 }
 
@@ -128,8 +128,8 @@ pub fn run_compare(a: &TrainArgs) -> Result<()> {
     for (name, s) in names.iter().zip(&settings) {
         let run = train::train(&text, s, &dev, Some(name))?;
         match run.diverged {
-            Some(step) => println!("{name}: diverged at step {step} ({:.1} s)", run.secs),
-            None => println!("{name}: {} ({:.1} s)", final_line(&run), run.secs),
+            Some(step) => out!("{name}: diverged at step {step} ({:.1} s)", run.secs),
+            None => out!("{name}: {} ({:.1} s)", final_line(&run), run.secs),
         }
         runs.push((name.clone(), run));
     }
@@ -143,7 +143,7 @@ pub fn run_compare(a: &TrainArgs) -> Result<()> {
         .collect();
     plot::plot(&svg, &series)?;
     let (relu, leaky) = (runs[0].1.best(), runs[1].1.best());
-    println!(
+    out!(
         "compare: val_loss relu={:.4} leaky={:.4}; inactive units relu={:.1}% leaky={:.1}% (on \
          the whole validation set, best checkpoints); plot {}",
         relu.val_loss,
@@ -162,11 +162,11 @@ pub fn run_lab(a: &LabArgs) -> Result<()> {
     let (text, dev) = (a.run.text()?, device(a.run.at.device)?);
     let runs = lab::lab(&text, &a.lab(), &dev, true)?;
     write_lab(&a.out, &runs)?;
-    println!("{}", lab::table(&runs));
+    out!("{}", lab::table(&runs));
     for r in &runs {
-        println!("{}", lab::summary_line(r));
+        out!("{}", lab::summary_line(r));
     }
-    println!(
+    out!(
         "wrote {}, {} and {}",
         a.out.join("lab.csv").display(),
         a.out.join("lab_steps.csv").display(),
@@ -212,7 +212,7 @@ pub fn run_sweep(a: &SweepArgs) -> Result<()> {
         write_lab(&a.lab.out.join(format!("seed-{seed}")), &runs)?;
         for r in &runs {
             let line = lab::summary_line(r);
-            println!("sweep: seed={seed} {}", line.trim_start_matches("lab: "));
+            out!("sweep: seed={seed} {}", line.trim_start_matches("lab: "));
         }
         all.push((seed, runs));
     }
@@ -221,8 +221,8 @@ pub fn run_sweep(a: &SweepArgs) -> Result<()> {
     write(&a.lab.out.join("sweep.csv"), &csv)?;
     let svg = a.lab.out.join("sweep.svg");
     plot::plot_sweep(&svg, &all)?;
-    println!("{}", report::sweep_table(&[csv])?);
-    println!(
+    out!("{}", report::sweep_table(&[csv])?);
+    out!(
         "wrote {}, {} and the labs of each seed under {}",
         a.lab.out.join("sweep.csv").display(),
         svg.display(),
@@ -236,6 +236,6 @@ pub fn run_table(a: &TableArgs) -> Result<()> {
     let csvs = (a.csv.iter())
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .collect::<Result<Vec<_>>>()?;
-    println!("{}", report::sweep_table(&csvs)?);
+    out!("{}", report::sweep_table(&csvs)?);
     Ok(())
 }

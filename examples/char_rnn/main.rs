@@ -20,6 +20,20 @@
 //! `alloc.rs` allocator and thread tuning; `tests.rs`, `slope_tests.rs` and `resume_tests.rs`
 //! the tests.
 
+/// `println!` for the program's output on stdout, which ends the program quietly (exit status 0)
+/// once stdout is closed, e.g. by `char_rnn train | head`, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("cannot write to stdout: {e}");
+        }
+    }};
+}
+
 mod alloc;
 mod cli;
 mod commands;

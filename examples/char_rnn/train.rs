@@ -360,7 +360,7 @@ impl Progress {
     /// Prints `line` above the bar, prefixed by the label.
     fn say(&self, line: String) {
         if let Some(l) = &self.label {
-            self.bar.suspend(|| println!("{l} {line}"));
+            self.bar.suspend(|| out!("{l} {line}"));
         }
     }
 }
