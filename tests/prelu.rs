@@ -349,36 +349,41 @@ fn views_of_x_dy_and_weight() -> Result<()> {
 /// threshold.
 #[test]
 fn the_op_on_channel_last_views() -> Result<()> {
-    // (logical dims, storage rows skipped before the view)
-    let cases: [(&[usize], usize); 6] = [
-        (&[3, 5, 11], 0),
-        (&[2, 6, 5, 7], 1),
-        (&[2, 3, 2, 4, 5], 0),
-        (&[2, 70, 130], 0),
-        (&[3, 2, 9, 15], 2),
-        (&[4, 8, 96, 96], 0),
+    // (logical dims, storage rows skipped before the view, storage positions cut off the end of
+    // the last dim: then a row's positions are several runs in memory)
+    let cases: [(&[usize], usize, usize); 7] = [
+        (&[3, 5, 11], 0, 0),
+        (&[2, 6, 5, 7], 1, 0),
+        (&[2, 3, 2, 4, 5], 0, 0),
+        (&[2, 70, 130], 0, 0),
+        (&[3, 2, 9, 15], 2, 0),
+        (&[2, 4, 6, 5], 1, 3),
+        (&[4, 8, 96, 96], 0, 0),
     ];
     for dev in devices() {
         for dtype in DTYPES.into_iter().filter(|&d| supports(&dev, d)) {
-            for (k, &(xd, skip)) in cases.iter().enumerate() {
+            for (k, &(xd, skip, cut)) in cases.iter().enumerate() {
                 let (r, c, n) = (xd.len(), xd[1], xd.iter().product::<usize>());
-                // Storage dims: dim 1 last, `skip` more rows in front.
-                let sd: Vec<usize> = std::iter::once(xd[0] + skip)
+                // Storage dims: dim 1 last, `skip` more rows in front, `cut` more positions.
+                let mut sd: Vec<usize> = std::iter::once(xd[0] + skip)
                     .chain(xd[2..].iter().copied())
                     .chain([c])
                     .collect();
+                sd[r - 2] += cut;
                 let back: Vec<usize> = [0, r - 1].into_iter().chain(1..r - 1).collect();
                 let view = |seed: u64| -> Result<Tensor> {
-                    let m = n / xd[0] * (xd[0] + skip);
+                    let m = sd.iter().product();
                     from_bits(dtype, &patterns(dtype, m, seed), &sd, &dev)?
                         .narrow(0, skip, xd[0])?
+                        .narrow(r - 2, 0, xd[r - 1])?
                         .permute(back.clone())
                 };
                 let (x, dy) = (view(90 + k as u64)?, view(100 + k as u64)?);
                 let wb = weight_patterns(dtype, c, 7 + k as u64);
                 let w = from_bits(dtype, &wb, &[c], &dev)?;
                 let (lx, lg) = (to_bits(&x.contiguous()?)?, to_bits(&dy.contiguous()?)?);
-                let what = format!("{dev:?} {dtype:?} x {xd:?} (+{skip} rows) channel-last, op");
+                let what =
+                    format!("{dev:?} {dtype:?} x {xd:?} (+{skip} rows, +{cut}) channel-last");
                 let y = x.apply_op2(&w, PreluOp)?;
                 assert!(y.is_contiguous(), "{what}");
                 assert_bits_eq(&what, &to_bits(&y)?, &want_fwd(dtype, &lx, &wb, xd, &[c]));
