@@ -351,14 +351,17 @@ fn views_of_x_dy_and_weight() -> Result<()> {
 fn the_op_on_channel_last_views() -> Result<()> {
     // (logical dims, storage rows skipped before the view, storage positions cut off the end of
     // the last dim: then a row's positions are several runs in memory)
-    let cases: [(&[usize], usize, usize); 7] = [
+    let cases: [(&[usize], usize, usize); 8] = [
         (&[3, 5, 11], 0, 0),
         (&[2, 6, 5, 7], 1, 0),
         (&[2, 3, 2, 4, 5], 0, 0),
         (&[2, 70, 130], 0, 0),
         (&[3, 2, 9, 15], 2, 0),
         (&[2, 4, 6, 5], 1, 3),
+        // Past the threading threshold: rows of more than one task's elements, and tasks of
+        // several rows.
         (&[4, 8, 96, 96], 0, 0),
+        (&[40, 8, 32, 32], 1, 0),
     ];
     for dev in devices() {
         for dtype in DTYPES.into_iter().filter(|&d| supports(&dev, d)) {
