@@ -98,8 +98,10 @@ fn want_bwd(
 }
 
 /// (x dims, weight dims) covering the three weight kinds and the channel layouts.
-const SHAPES: [(&[usize], &[usize]); 10] = [
+const SHAPES: [(&[usize], &[usize]); 11] = [
     (&[2, 3, 4, 5], &[3]),
+    // Channel runs longer than the backward's piece of 4096, with a partial last piece.
+    (&[2, 3, 4100], &[3]),
     (&[2, 3, 4, 5], &[1]),
     (&[2, 3, 4, 5], &[1, 3, 1, 1]),
     (&[3, 4], &[4]),
@@ -321,6 +323,20 @@ fn views_of_x_dy_and_weight() -> Result<()> {
             let got = to_bits(&xq.apply_op3(&weight, &gq, PreluBackward)?)?;
             let want = want_bwd(dtype, &lxq, &wb, &lgq, &[2, c, 4, 3], &[c]);
             assert_bits_eq(&what, &got, &want);
+            // dy every other element of a wider tensor (stride 2, which folds with the channel
+            // dim): one strided run crosses several channels.
+            let g2 = from_bits(
+                dtype,
+                &patterns(dtype, 2 * c * 24, 18),
+                &[2, c, 12, 2],
+                &dev,
+            )?;
+            let g2 = g2.narrow(3, 1, 1)?.squeeze(3)?;
+            let x2 = t4.reshape((2, c, 12))?;
+            let (lx2, lg2) = (logical(&x2)?, logical(&g2)?);
+            let got = to_bits(&x2.apply_op3(&weight, &g2, PreluBackward)?)?;
+            let want = want_bwd(dtype, &lx2, &wb, &lg2, &[2, c, 12], &[c]);
+            assert_bits_eq(&format!("{what}, dy of stride 2"), &got, &want);
             // The other way round: x in order, dy with its last two dims transposed.
             let g4 = from_bits(dtype, &patterns(dtype, 2 * c * 12, 17), &[2, c, 3, 4], &dev)?;
             let (xo, go) = (t4.transpose(2, 3)?.contiguous()?, g4.transpose(2, 3)?);

@@ -449,8 +449,8 @@ fn bwd_rows<T: SliceKernel>(
                 let d = &mut out[base + k..base + k + seg];
                 written += seg;
                 if let (Slopes::One(a), 1, 1) = (a, sx, sg) {
-                    // One channel's unit-stride run: dx and the terms a piece at a time, so that
-                    // the terms read x and dy while they are still in the L1 cache.
+                    // One channel's unit-stride run: dx and then the block sums a piece at a
+                    // time, so that the sums read x and dy while they are still in the cache.
                     let c = ((i0 + k) / ch.inner) % ch.channels;
                     for p in (0..seg).step_by(PIECE) {
                         let m = PIECE.min(seg - p);
