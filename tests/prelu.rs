@@ -382,7 +382,7 @@ fn the_op_on_channel_last_views() -> Result<()> {
     for dev in devices() {
         for dtype in DTYPES.into_iter().filter(|&d| supports(&dev, d)) {
             for (k, &(xd, skip, cut)) in cases.iter().enumerate() {
-                let (r, c, n) = (xd.len(), xd[1], xd.iter().product::<usize>());
+                let (r, c) = (xd.len(), xd[1]);
                 // Storage dims: dim 1 last, `skip` more rows in front, `cut` more positions.
                 let mut sd: Vec<usize> = std::iter::once(xd[0] + skip)
                     .chain(xd[2..].iter().copied())
