@@ -275,33 +275,20 @@ fn views_of_x_dy_and_weight() -> Result<()> {
             let gr = from_bits(dtype, &patterns(dtype, 7 * c, 14), &[7, c], &dev)?;
             let gr = Tensor::cat(&[&gr, &gr], 1)?.narrow(1, c, c)?;
             let (lxr, lgr) = (logical(&xr)?, logical(&gr)?);
-            let what = format!("{dev:?} {dtype:?} strided rows");
-            assert_bits_eq(
-                &what,
-                &to_bits(&xr.apply_op2(&weight, PreluOp)?)?,
-                &want_fwd(dtype, &lxr, &wb, &[7, c], &[c]),
-            );
-            let got = to_bits(&xr.apply_op3(&weight, &gr, PreluBackward)?)?;
-            assert_bits_eq(
-                &what,
-                &got,
-                &want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]),
-            );
-            // The same rows transposed in memory: (c, 7) storage seen as (7, c).
+            // And the same rows transposed in memory: (c, 7) storage seen as (7, c).
             let xt = xr.t()?.contiguous()?.t()?;
             let gt = gr.t()?.contiguous()?.t()?;
-            let what = format!("{dev:?} {dtype:?} transposed rows");
-            assert_bits_eq(
-                &what,
-                &to_bits(&xt.apply_op2(&weight, PreluOp)?)?,
-                &want_fwd(dtype, &lxr, &wb, &[7, c], &[c]),
-            );
-            let got = to_bits(&xt.apply_op3(&weight, &gt, PreluBackward)?)?;
-            assert_bits_eq(
-                &what,
-                &got,
-                &want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]),
-            );
+            for (rows, xv, gv) in [("strided", &xr, &gr), ("transposed", &xt, &gt)] {
+                let what = format!("{dev:?} {dtype:?} {rows} rows");
+                assert_bits_eq(
+                    &what,
+                    &to_bits(&xv.apply_op2(&weight, PreluOp)?)?,
+                    &want_fwd(dtype, &lxr, &wb, &[7, c], &[c]),
+                );
+                let got = to_bits(&xv.apply_op3(&weight, gv, PreluBackward)?)?;
+                let want = want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]);
+                assert_bits_eq(&what, &got, &want);
+            }
 
             // Mixed: one of x and dy with unit-stride rows, the other transposed.
             let want = want_bwd(dtype, &lxr, &wb, &lgr, &[7, c], &[c]);

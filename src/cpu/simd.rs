@@ -184,7 +184,7 @@ pub(crate) trait SliceKernel: Rule<C: Rule> {
         Self::terms_on(tier(), x, dy, out)
     }
     /// `sums[b]` = the block sum of the terms of elements `b * BLOCK .. (b + 1) * BLOCK`
-    /// ([`tree::block_sum`] of [`SliceKernel::terms_run`]'s output, without storing the terms);
+    /// ([`block_sum`] of [`SliceKernel::terms_run`]'s output, without storing the terms);
     /// x and dy hold `sums.len()` whole blocks.
     fn block_sums_run(x: &[Self], dy: &[Self], sums: &mut [Self::C]) {
         Self::block_sums_on(tier(), x, dy, sums)
